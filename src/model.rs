@@ -1,0 +1,736 @@
+//! The PixelTransformer network, in one file.
+//!
+//! ```text
+//!  observed (x, v) ──► [value_emb(v) ‖ fourier(x)] ─┐
+//!                        learned prior token ───────┴─► encoder: self-attention ─► memory
+//!  query x ──► [0 ‖ fourier(x)] ─► decoder: each query attends to memory only ─► head ─► distribution parameters
+//! ```
+//!
+//! - **Position features** are fixed random Fourier features
+//!   `[sin 2πxB, cos 2πxB]`, `B ~ N(0, scale²)` of shape `P × E/2`; they are
+//!   computed on the host and never trained.
+//! - A **sample token** is `[value_emb(v), fourier(x)]` (width `2E`); a **query
+//!   token** is `[0, fourier(x)]`. A learned **prior token** is always the first
+//!   encoder input, so an empty observation set is valid (unconditional
+//!   generation) and no attention row is ever fully masked.
+//! - Sets of different sizes in one batch are padded; padded keys are masked
+//!   out of every attention softmax, so padding never changes a prediction.
+//! - Blocks are **pre-norm**, `x + f(LN(x))`, with a final LayerNorm per stack.
+//!   The paper's reference normalises the sub-layer *output* instead
+//!   (`x + LN(f(x))`); pre-norm keeps an identity path from input to output,
+//!   which is the better-known way to train deep stacks stably without warm-up.
+//! - The **decoder** has cross-attention and a feed-forward layer but no
+//!   self-attention: each query sees only the encoded samples, so queries are
+//!   independent, can be batched freely, and a prediction does not depend on
+//!   which other queries were asked.
+//!
+//! All parameters live in one flat list ([`Model::params`]); the layer structs
+//! below only hold indices into it. That keeps the optimizer, the checkpoint
+//! code and the device transfer to a loop over one `Vec`.
+
+use dfdx::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+use crate::{distribution::OutputDistribution, Error, Observations, Result};
+
+/// One trainable tensor. Vectors (biases, norms, the prior token) are `1 × n`.
+pub type Param<D> = Tensor<(usize, usize), f32, D>;
+
+type Flat<D, T> = Tensor<(usize, usize), f32, D, T>;
+
+/// Architecture hyper-parameters: everything needed to rebuild the network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Width `E` of each half of a token (value half, position half); the model width is `2E`.
+    pub embed_dim: usize,
+    /// Attention heads; must divide `2E`.
+    pub heads: usize,
+    /// Hidden width of each feed-forward layer.
+    pub ff_dim: usize,
+    /// Encoder (self-attention) layers.
+    pub encoder_layers: usize,
+    /// Decoder (cross-attention) layers.
+    pub decoder_layers: usize,
+    /// Standard deviation of the random Fourier frequencies (paper: 2).
+    pub fourier_scale: f32,
+}
+
+/// Named architecture sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Width 32, 1 + 1 layers: unit tests and smoke runs.
+    Tiny,
+    /// Width 128, 4 heads, feed-forward 256, 4 + 4 layers: the CPU default.
+    Small,
+    /// Width 256, 4 heads, feed-forward 512, 10 + 10 layers: the paper's reference.
+    Paper,
+}
+
+impl Preset {
+    /// The architecture of this preset.
+    pub fn config(self) -> ModelConfig {
+        let (embed_dim, heads, ff_dim, layers) = match self {
+            Preset::Tiny => (16, 2, 64, 1),
+            Preset::Small => (64, 4, 256, 4),
+            Preset::Paper => (128, 4, 512, 10),
+        };
+        ModelConfig {
+            embed_dim,
+            heads,
+            ff_dim,
+            encoder_layers: layers,
+            decoder_layers: layers,
+            fourier_scale: 2.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Model (token) width, `2E`.
+    pub fn width(&self) -> usize {
+        2 * self.embed_dim
+    }
+
+    /// Checks the numbers make a buildable network.
+    pub fn validate(&self) -> Result<()> {
+        if self.embed_dim == 0 || self.embed_dim % 2 != 0 {
+            return Err(Error::invalid(format!(
+                "embed_dim must be even and positive, got {}",
+                self.embed_dim
+            )));
+        }
+        if self.heads == 0 || self.width() % self.heads != 0 {
+            return Err(Error::invalid(format!(
+                "{} heads do not divide the model width {}",
+                self.heads,
+                self.width()
+            )));
+        }
+        if self.ff_dim == 0 || !(self.fourier_scale > 0.0 && self.fourier_scale.is_finite()) {
+            return Err(Error::invalid("ff_dim and fourier_scale must be positive"));
+        }
+        Ok(())
+    }
+}
+
+/// One input of a forward pass: an observation set and the positions to predict.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelInput<'a, const P: usize, const V: usize> {
+    /// The observed pairs `S` (may be empty).
+    pub observed: &'a Observations<P, V>,
+    /// Query positions `Q`.
+    pub queries: &'a [[f32; P]],
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Linear {
+    weight: usize,
+    bias: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct LayerNorm {
+    gain: usize,
+    shift: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Attention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    out: Linear,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FeedForward {
+    hidden: Linear,
+    out: Linear,
+}
+
+/// Pre-norm block: `x += attn(LN(x), ·)`, `x += ff(LN(x))`.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    attn_norm: LayerNorm,
+    attn: Attention,
+    ff_norm: LayerNorm,
+    ff: FeedForward,
+}
+
+/// The network: architecture, parameters and output distribution.
+#[derive(Debug, Clone)]
+pub struct Model<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
+    config: ModelConfig,
+    distribution: O,
+    /// Fourier frequencies, `P × E/2` row-major (fixed, saved with the weights).
+    fourier: Vec<f32>,
+    params: Vec<Param<D>>,
+    names: Vec<String>,
+    value_embed: Linear,
+    prior_token: usize,
+    encoder: Vec<Block>,
+    encoder_norm: LayerNorm,
+    decoder: Vec<Block>,
+    decoder_norm: LayerNorm,
+    head: Linear,
+    device: D,
+}
+
+/// Allocates named parameters with PyTorch-style initialisation.
+struct Builder<'a, D: Device<f32>> {
+    device: &'a D,
+    rng: ChaCha8Rng,
+    params: Vec<Param<D>>,
+    names: Vec<String>,
+}
+
+impl<D: Device<f32>> Builder<'_, D> {
+    fn tensor(
+        &mut self,
+        name: String,
+        rows: usize,
+        cols: usize,
+        fill: impl FnMut(&mut ChaCha8Rng) -> f32,
+    ) -> usize {
+        let mut fill = fill;
+        let data: Vec<f32> = (0..rows * cols).map(|_| fill(&mut self.rng)).collect();
+        self.params
+            .push(self.device.tensor_from_vec(data, (rows, cols)));
+        self.names.push(name);
+        self.params.len() - 1
+    }
+
+    fn linear(&mut self, name: &str, inputs: usize, outputs: usize) -> Linear {
+        // U(−1/√in, 1/√in) for weights and biases, as torch.nn.Linear.
+        let bound = 1.0 / (inputs as f32).sqrt();
+        Linear {
+            weight: self.tensor(format!("{name}.weight"), inputs, outputs, |r| {
+                r.gen_range(-bound..bound)
+            }),
+            bias: self.tensor(format!("{name}.bias"), 1, outputs, |r| {
+                r.gen_range(-bound..bound)
+            }),
+        }
+    }
+
+    fn norm(&mut self, name: &str, width: usize) -> LayerNorm {
+        LayerNorm {
+            gain: self.tensor(format!("{name}.gain"), 1, width, |_| 1.0),
+            shift: self.tensor(format!("{name}.shift"), 1, width, |_| 0.0),
+        }
+    }
+
+    fn block(&mut self, name: &str, c: &ModelConfig) -> Block {
+        let w = c.width();
+        Block {
+            attn_norm: self.norm(&format!("{name}.attn_norm"), w),
+            attn: Attention {
+                query: self.linear(&format!("{name}.attn.query"), w, w),
+                key: self.linear(&format!("{name}.attn.key"), w, w),
+                value: self.linear(&format!("{name}.attn.value"), w, w),
+                out: self.linear(&format!("{name}.attn.out"), w, w),
+            },
+            ff_norm: self.norm(&format!("{name}.ff_norm"), w),
+            ff: FeedForward {
+                hidden: self.linear(&format!("{name}.ff.hidden"), w, c.ff_dim),
+                out: self.linear(&format!("{name}.ff.out"), c.ff_dim, w),
+            },
+        }
+    }
+}
+
+impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> Model<P, V, D, O> {
+    /// A freshly initialised network; the same seed gives the same weights on every device.
+    pub fn new(config: ModelConfig, distribution: O, seed: u64, device: &D) -> Result<Self> {
+        config.validate()?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let fourier = (0..P * config.embed_dim / 2)
+            .map(|_| config.fourier_scale * rng.sample::<f32, _>(StandardNormal))
+            .collect();
+        let mut b = Builder {
+            device,
+            rng,
+            params: Vec::new(),
+            names: Vec::new(),
+        };
+        let e = config.embed_dim;
+        let w = config.width();
+        let value_embed = b.linear("value_embed", V, e);
+        let prior_token = b.tensor("prior_token".into(), 1, w, |r| {
+            0.02 * r.sample::<f32, _>(StandardNormal)
+        });
+        let encoder = (0..config.encoder_layers)
+            .map(|i| b.block(&format!("encoder.{i}"), &config))
+            .collect();
+        let encoder_norm = b.norm("encoder.norm", w);
+        let decoder = (0..config.decoder_layers)
+            .map(|i| b.block(&format!("decoder.{i}"), &config))
+            .collect();
+        let decoder_norm = b.norm("decoder.norm", w);
+        let head = b.linear("head", w, distribution.head_width());
+        Ok(Self {
+            config,
+            distribution,
+            fourier,
+            params: b.params,
+            names: b.names,
+            value_embed,
+            prior_token,
+            encoder,
+            encoder_norm,
+            decoder,
+            decoder_norm,
+            head,
+            device: device.clone(),
+        })
+    }
+
+    /// The architecture.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// The output distribution (bins, floor).
+    pub fn distribution(&self) -> &O {
+        &self.distribution
+    }
+
+    /// The device the parameters live on.
+    pub fn device(&self) -> &D {
+        &self.device
+    }
+
+    /// The fixed Fourier frequencies, `P × E/2` row-major.
+    pub fn fourier(&self) -> &[f32] {
+        &self.fourier
+    }
+
+    /// Replaces the Fourier frequencies (used when loading a checkpoint).
+    pub fn set_fourier(&mut self, fourier: Vec<f32>) -> Result<()> {
+        if fourier.len() != self.fourier.len() || fourier.iter().any(|x| !x.is_finite()) {
+            return Err(Error::invalid(format!(
+                "Fourier matrix must hold {} finite numbers, got {}",
+                self.fourier.len(),
+                fourier.len()
+            )));
+        }
+        self.fourier = fourier;
+        Ok(())
+    }
+
+    /// All trainable tensors, in a fixed order.
+    pub fn params(&self) -> &[Param<D>] {
+        &self.params
+    }
+
+    /// Mutable access to the trainable tensors (optimizer, checkpoint loading).
+    pub fn params_mut(&mut self) -> &mut [Param<D>] {
+        &mut self.params
+    }
+
+    /// Stable names of [`params`](Self::params), e.g. `encoder.0.attn.query.weight`.
+    pub fn param_names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Total number of trainable numbers.
+    pub fn num_params(&self) -> usize {
+        self.params.iter().map(|p| p.shape().num_elements()).sum()
+    }
+
+    /// `[sin 2πxB, cos 2πxB]` for each position, written into `out` rows of `stride` starting at `offset`.
+    fn fourier_features(
+        &self,
+        positions: &[[f32; P]],
+        out: &mut [f32],
+        stride: usize,
+        offset: usize,
+    ) {
+        let half = self.config.embed_dim / 2;
+        for (row, x) in positions.iter().enumerate() {
+            let dst = &mut out[row * stride + offset..row * stride + offset + 2 * half];
+            for j in 0..half {
+                let phase: f32 = (0..P)
+                    .map(|a| x[a] * self.fourier[a * half + j])
+                    .sum::<f32>()
+                    * std::f32::consts::TAU;
+                dst[j] = phase.sin();
+                dst[half + j] = phase.cos();
+            }
+        }
+    }
+
+    fn p<T: Tape<f32, D>>(&self, index: usize) -> Flat<D, T> {
+        self.params[index].retaped::<T>()
+    }
+
+    /// A `1 × n` parameter broadcast to `rows × n`.
+    fn rows<T: Tape<f32, D>>(&self, index: usize, rows: usize) -> Flat<D, T> {
+        let n = self.params[index].shape().1;
+        self.p::<T>(index)
+            .reshape_like(&(n,))
+            .broadcast_like::<_, Axis<0>>(&(rows, n))
+    }
+
+    fn linear<T: Tape<f32, D>>(&self, l: Linear, x: Flat<D, T>) -> Flat<D, T> {
+        let rows = x.shape().0;
+        x.matmul(self.p::<T>(l.weight)) + self.rows::<T>(l.bias, rows)
+    }
+
+    fn norm<T: Tape<f32, D>>(&self, n: LayerNorm, x: Flat<D, T>) -> Flat<D, T> {
+        let rows = x.shape().0;
+        x.normalize::<Axis<1>>(1e-5) * self.rows::<T>(n.gain, rows) + self.rows::<T>(n.shift, rows)
+    }
+
+    /// Multi-head attention of `b` groups of `sq` queries over `sk` keys.
+    /// `key_bias` is `b × sk`: 0 for real keys, a large negative number for padding.
+    #[allow(clippy::too_many_arguments)]
+    fn attention<T: Tape<f32, D>>(
+        &self,
+        a: Attention,
+        queries: Flat<D, T>,
+        keys: Flat<D, T>,
+        b: usize,
+        sq: usize,
+        sk: usize,
+        key_bias: Option<&Tensor<(usize, usize), f32, D>>,
+    ) -> Flat<D, T> {
+        type S4 = (usize, usize, usize, usize);
+        let w = self.config.width();
+        let h = self.config.heads;
+        let dh = w / h;
+        let q = self
+            .linear(a.query, queries)
+            .reshape_like(&(b, sq, h, dh))
+            .permute::<S4, Axes4<0, 2, 1, 3>>();
+        let k = self
+            .linear(a.key, keys.with_empty_tape())
+            .reshape_like(&(b, sk, h, dh))
+            .permute::<S4, Axes4<0, 2, 3, 1>>();
+        let v = self
+            .linear(a.value, keys)
+            .reshape_like(&(b, sk, h, dh))
+            .permute::<S4, Axes4<0, 2, 1, 3>>();
+        let mut scores = q.matmul(k) * (1.0 / (dh as f32).sqrt());
+        if let Some(bias) = key_bias {
+            scores = scores
+                + bias
+                    .clone()
+                    .broadcast_like::<_, Axes2<1, 2>>(&(b, h, sq, sk));
+        }
+        let mixed = scores
+            .softmax::<Axis<3>>()
+            .matmul(v)
+            .permute::<S4, Axes4<0, 2, 1, 3>>()
+            .reshape_like(&(b * sq, w));
+        self.linear(a.out, mixed)
+    }
+
+    fn feed_forward<T: Tape<f32, D>>(&self, f: FeedForward, x: Flat<D, T>) -> Flat<D, T> {
+        self.linear(f.out, self.linear(f.hidden, x).relu())
+    }
+
+    /// Runs the network and returns the head output, one row per query slot:
+    /// `(items × max_queries) × head_width`. Rows of padded query slots (items
+    /// with fewer queries than the largest) are meaningless and must be skipped.
+    pub fn forward<T: Tape<f32, D>>(
+        &self,
+        items: &[ModelInput<'_, P, V>],
+        tape: T,
+    ) -> Result<Flat<D, T>> {
+        if items.is_empty() {
+            return Err(Error::invalid("forward pass with no inputs"));
+        }
+        for item in items {
+            item.observed.validate()?;
+            crate::signal::check_positions(item.queries, "query position")?;
+        }
+        let b = items.len();
+        let s = items.iter().map(|i| i.observed.len()).max().unwrap_or(0);
+        let nq = items.iter().map(|i| i.queries.len()).max().unwrap_or(0);
+        if nq == 0 {
+            return Err(Error::invalid("forward pass with no query positions"));
+        }
+        let e = self.config.embed_dim;
+        let w = self.config.width();
+        let dev = &self.device;
+
+        // Encoder input: prior token, then one token per observed pair (padded to s).
+        let prior = self.params[self.prior_token]
+            .clone()
+            .put_tape(tape)
+            .reshape_like(&(w,))
+            .broadcast_like::<_, Axes2<0, 1>>(&(b, 1, w));
+        let tokens = if s == 0 {
+            prior
+        } else {
+            let mut values = vec![0.0f32; b * s * V];
+            let mut pos = vec![0.0f32; b * s * e];
+            for (i, item) in items.iter().enumerate() {
+                for (j, v) in item.observed.values.iter().enumerate() {
+                    values[(i * s + j) * V..(i * s + j + 1) * V].copy_from_slice(v);
+                }
+                self.fourier_features(&item.observed.positions, &mut pos[i * s * e..], e, 0);
+            }
+            let values = dev.tensor_from_vec(values, (b * s, V));
+            let pos = dev.tensor_from_vec(pos, (b * s, e));
+            let embedded = self.linear(self.value_embed, values.retaped::<T>());
+            let samples = (embedded, pos)
+                .concat_along(Axis::<1>)
+                .reshape_like(&(b, s, w));
+            (prior, samples).concat_along(Axis::<1>)
+        };
+        let sk = s + 1;
+        let mut x = tokens.reshape_like(&(b * sk, w));
+
+        // Padded keys are masked out of every softmax (the prior token never is).
+        let padded = items.iter().any(|i| i.observed.len() != s);
+        let key_bias = padded.then(|| {
+            let mut bias = vec![0.0f32; b * sk];
+            for (i, item) in items.iter().enumerate() {
+                for j in item.observed.len() + 1..sk {
+                    bias[i * sk + j] = -1e9;
+                }
+            }
+            dev.tensor_from_vec(bias, (b, sk))
+        });
+
+        for blk in &self.encoder {
+            let h = self.norm(blk.attn_norm, x.with_empty_tape());
+            x = self.attention(
+                blk.attn,
+                h.with_empty_tape(),
+                h,
+                b,
+                sk,
+                sk,
+                key_bias.as_ref(),
+            ) + x;
+            let h = self.norm(blk.ff_norm, x.with_empty_tape());
+            x = self.feed_forward(blk.ff, h) + x;
+        }
+        let memory = self.norm(self.encoder_norm, x);
+
+        // Decoder input: [0 ‖ fourier(x)] per query. It carries the encoder's
+        // tape so that one tape holds the whole graph; every decoder layer
+        // reads the memory through an empty tape with the same tensor id.
+        let (memory, tape) = memory.split_tape();
+        let mut queries = vec![0.0f32; b * nq * w];
+        for (i, item) in items.iter().enumerate() {
+            self.fourier_features(item.queries, &mut queries[i * nq * w..], w, e);
+        }
+        let mut y = dev.tensor_from_vec(queries, (b * nq, w)).put_tape(tape);
+        for blk in &self.decoder {
+            let h = self.norm(blk.attn_norm, y.with_empty_tape());
+            y = self.attention(
+                blk.attn,
+                h,
+                memory.retaped::<T>(),
+                b,
+                nq,
+                sk,
+                key_bias.as_ref(),
+            ) + y;
+            let h = self.norm(blk.ff_norm, y.with_empty_tape());
+            y = self.feed_forward(blk.ff, h) + y;
+        }
+        let y = self.norm(self.decoder_norm, y);
+        Ok(self.linear(self.head, y))
+    }
+
+    /// Distribution parameters for each item's queries, on the host:
+    /// `result[i]` holds `items[i].queries.len() × head_width` numbers.
+    pub fn predict(&self, items: &[ModelInput<'_, P, V>]) -> Result<Vec<Vec<f32>>> {
+        let out = self.forward(items, NoneTape)?;
+        let hw = self.distribution.head_width();
+        let nq = out.shape().0 / items.len();
+        let flat = out.as_vec();
+        Ok(items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| flat[i * nq * hw..(i * nq + item.queries.len()) * hw].to_vec())
+            .collect())
+    }
+
+    /// Moves the parameters to another device (e.g. CPU → CUDA).
+    pub fn to_device<D2: Device<f32>>(&self, device: &D2) -> Model<P, V, D2, O> {
+        Model {
+            config: self.config.clone(),
+            distribution: self.distribution.clone(),
+            fourier: self.fourier.clone(),
+            params: self
+                .params
+                .iter()
+                .map(|p| device.tensor_from_vec(p.as_vec(), *p.shape()))
+                .collect(),
+            names: self.names.clone(),
+            value_embed: self.value_embed,
+            prior_token: self.prior_token,
+            encoder: self.encoder.clone(),
+            encoder_norm: self.encoder_norm,
+            decoder: self.decoder.clone(),
+            decoder_norm: self.decoder_norm,
+            head: self.head,
+            device: device.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BinnedMixture;
+
+    type M = Model<2, 1, Cpu, BinnedMixture>;
+
+    fn model() -> M {
+        let dist = BinnedMixture::with_centres(&[[0.0f32], [0.5], [1.0]], 0.1, 1e-3).unwrap();
+        Model::new(Preset::Tiny.config(), dist, 3, &Cpu::default()).unwrap()
+    }
+
+    fn set(n: usize, seed: u64) -> Observations<2, 1> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut s = Observations::new();
+        for _ in 0..n {
+            s.push(
+                [rng.gen_range(-1.0..1.0), rng.gen_range(-1.0..1.0)],
+                [rng.gen_range(0.0..1.0)],
+            );
+        }
+        s
+    }
+
+    fn close(a: &[f32], b: &[f32], tol: f32) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= tol * (1.0 + x.abs()))
+    }
+
+    #[test]
+    fn predictions_ignore_the_order_of_observations() {
+        let m = model();
+        let s = set(9, 1);
+        let mut reversed = s.clone();
+        reversed.positions.reverse();
+        reversed.values.reverse();
+        let q = [[0.1, -0.3], [0.7, 0.2]];
+        let a = m
+            .predict(&[ModelInput {
+                observed: &s,
+                queries: &q,
+            }])
+            .unwrap();
+        let b = m
+            .predict(&[ModelInput {
+                observed: &reversed,
+                queries: &q,
+            }])
+            .unwrap();
+        assert!(close(&a[0], &b[0], 1e-4));
+    }
+
+    #[test]
+    fn a_query_does_not_depend_on_the_other_queries_or_items() {
+        let m = model();
+        let s = set(5, 2);
+        let alone = m
+            .predict(&[ModelInput {
+                observed: &s,
+                queries: &[[0.2, 0.2]],
+            }])
+            .unwrap();
+        // Same query among others, in a batch with a larger set and an empty one (padding + masks).
+        let big = set(12, 3);
+        let empty = Observations::new();
+        let q = [[0.9, -0.9], [0.2, 0.2], [0.0, 0.5]];
+        let batch = m
+            .predict(&[
+                ModelInput {
+                    observed: &big,
+                    queries: &q,
+                },
+                ModelInput {
+                    observed: &s,
+                    queries: &q,
+                },
+                ModelInput {
+                    observed: &empty,
+                    queries: &q[..1],
+                },
+            ])
+            .unwrap();
+        let hw = 3 * 3;
+        assert!(
+            close(&alone[0], &batch[1][hw..2 * hw], 1e-4),
+            "{:?} vs {:?}",
+            alone[0],
+            &batch[1][hw..2 * hw]
+        );
+        // The empty set in a batch equals the empty set alone.
+        let empty_alone = m
+            .predict(&[ModelInput {
+                observed: &empty,
+                queries: &q[..1],
+            }])
+            .unwrap();
+        assert!(close(&empty_alone[0], &batch[2], 1e-4));
+        assert_eq!(batch[2].len(), hw);
+    }
+
+    #[test]
+    fn gradients_reach_every_parameter() {
+        let m = model();
+        let s = set(4, 5);
+        let q = [[0.3, 0.3]];
+        let out = m
+            .forward(
+                &[ModelInput {
+                    observed: &s,
+                    queries: &q,
+                }],
+                OwnedTape::default(),
+            )
+            .unwrap();
+        let loss = m.distribution().loss(out, &[[0.7]]).unwrap();
+        let grads = loss.backward();
+        for (p, name) in m.params().iter().zip(m.param_names()) {
+            let g = grads.get(p).as_vec();
+            assert!(g.iter().any(|x| *x != 0.0), "no gradient for {name}");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_are_errors() {
+        let m = model();
+        let s = set(2, 1);
+        assert!(m.predict(&[]).is_err());
+        assert!(m
+            .predict(&[ModelInput {
+                observed: &s,
+                queries: &[]
+            }])
+            .is_err());
+        assert!(m
+            .predict(&[ModelInput {
+                observed: &s,
+                queries: &[[f32::NAN, 0.0]]
+            }])
+            .is_err());
+        let mut bad = s.clone();
+        bad.values[0][0] = f32::NAN;
+        assert!(m
+            .predict(&[ModelInput {
+                observed: &bad,
+                queries: &[[0.0, 0.0]]
+            }])
+            .is_err());
+        let mut c = Preset::Tiny.config();
+        c.heads = 3;
+        assert!(M::new(c, BinnedMixture::gaussian(1, 1e-3), 0, &Cpu::default()).is_err());
+    }
+}
