@@ -1,0 +1,237 @@
+//! Checkpoints: one self-describing `.safetensors` file.
+//!
+//! A checkpoint is a folder holding `checkpoint.safetensors`: the weights, the
+//! fixed Fourier frequencies and (for training checkpoints) Adam's moments as
+//! tensors, plus a JSON header in the safetensors metadata with everything
+//! needed to rebuild the model: format version, crate version, domain config
+//! (a typetag trait object), architecture, output distribution, training step.
+//! A pretty-printed copy of that header is written next to it as
+//! `checkpoint.json` for people to read; loading never uses it.
+//!
+//! One file rather than weights plus a separate JSON: a single atomic rename
+//! can then never leave new weights beside old metadata.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use dfdx::prelude::*;
+use safetensors::tensor::{Dtype as SDtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::DomainConfig, io::write_atomic, optim::Adam, trainer::TrainSettings, Error, Model, ModelConfig,
+    OutputDistribution, Result,
+};
+
+/// Version of the checkpoint layout; bumped on incompatible changes.
+pub const FORMAT_VERSION: u32 = 1;
+/// File name of the checkpoint inside its folder.
+pub const FILE_NAME: &str = "checkpoint.safetensors";
+const META_KEY: &str = "pixel_transformer";
+
+/// Everything in a checkpoint except the tensors.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Layout version ([`FORMAT_VERSION`]).
+    pub format_version: u32,
+    /// Version of the crate that wrote it.
+    pub crate_version: String,
+    /// Name of the domain (checked before the config is decoded).
+    pub domain_name: String,
+    /// The domain's settings.
+    pub domain: Box<dyn DomainConfig>,
+    /// Position dimensions `P`.
+    pub position_dims: usize,
+    /// Value dimensions `V`.
+    pub value_dims: usize,
+    /// Architecture.
+    pub model: ModelConfig,
+    /// Output distribution (bin centres etc.), as JSON.
+    pub distribution: serde_json::Value,
+    /// Training settings the run used.
+    pub training: TrainSettings,
+    /// Training steps completed.
+    pub step: u64,
+    /// Whether Adam's state is included (training checkpoints) or not (exported weights).
+    pub has_optimizer: bool,
+}
+
+/// The file inside a checkpoint folder (a path to the file itself is accepted too).
+pub fn checkpoint_file(path: &Path) -> PathBuf {
+    if path.extension().is_some_and(|e| e == "safetensors") {
+        path.to_path_buf()
+    } else {
+        path.join(FILE_NAME)
+    }
+}
+
+fn f32_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes a checkpoint folder atomically.
+pub fn save<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+    dir: &Path,
+    model: &Model<P, V, D, O>,
+    optimizer: Option<&Adam<D>>,
+    domain: Box<dyn DomainConfig>,
+    training: &TrainSettings,
+    step: u64,
+) -> Result<()> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, p) in model.param_names().iter().zip(model.params()) {
+        let (r, c) = *p.shape();
+        tensors.push((format!("param.{name}"), vec![r, c], f32_bytes(&p.as_vec())));
+    }
+    let half = model.config().embed_dim / 2;
+    tensors.push(("fourier".into(), vec![P, half], f32_bytes(model.fourier())));
+    if let Some(adam) = optimizer {
+        for (i, name) in model.param_names().iter().enumerate() {
+            if let (Some(m), Some(v)) = (adam.m.get(i), adam.v.get(i)) {
+                let (r, c) = *m.shape();
+                tensors.push((format!("adam.m.{name}"), vec![r, c], f32_bytes(&m.as_vec())));
+                tensors.push((format!("adam.v.{name}"), vec![r, c], f32_bytes(&v.as_vec())));
+            }
+        }
+    }
+    let meta = CheckpointMeta {
+        format_version: FORMAT_VERSION,
+        crate_version: env!("CARGO_PKG_VERSION").into(),
+        domain_name: domain.domain_name().into(),
+        domain,
+        position_dims: P,
+        value_dims: V,
+        model: model.config().clone(),
+        distribution: serde_json::to_value(model.distribution()).map_err(|e| Error::invalid(e.to_string()))?,
+        training: training.clone(),
+        step,
+        has_optimizer: optimizer.is_some(),
+    };
+    let json = serde_json::to_string(&meta).map_err(|e| Error::invalid(e.to_string()))?;
+    let views: Vec<(String, TensorView)> = tensors
+        .iter()
+        .map(|(n, shape, bytes)| {
+            let view = TensorView::new(SDtype::F32, shape.clone(), bytes).map_err(|e| Error::invalid(format!("{n}: {e:?}")))?;
+            Ok((n.clone(), view))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::tensor::serialize(views, &Some(HashMap::from([(META_KEY.to_string(), json)])))
+        .map_err(|e| Error::invalid(format!("serialising checkpoint: {e:?}")))?;
+    write_atomic(&dir.join(FILE_NAME), &bytes)?;
+    let pretty = serde_json::to_string_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
+    write_atomic(&dir.join("checkpoint.json"), pretty.as_bytes())
+}
+
+/// A loaded checkpoint: model, optimizer state (if saved) and header.
+pub struct Loaded<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
+    /// The rebuilt model with its weights.
+    pub model: Model<P, V, D, O>,
+    /// Adam's state, if the checkpoint holds it.
+    pub optimizer: Option<Adam<D>>,
+    /// The header.
+    pub meta: CheckpointMeta,
+}
+
+/// Reads only the header of a checkpoint.
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
+    let file = checkpoint_file(path);
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    parse_meta(&file, &bytes)
+}
+
+fn parse_meta(file: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
+    let bad = |message: String| Error::Checkpoint { path: file.to_path_buf(), message };
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a safetensors file ({e:?})")))?;
+    let json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| bad("no pixel-transformer header: not a pixel-transformer checkpoint".into()))?;
+    // Check version and domain before decoding the typed config, so a
+    // checkpoint of a domain this program does not know gets a clear message.
+    let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let version = raw.get("format_version").and_then(|v| v.as_u64());
+    if version != Some(FORMAT_VERSION as u64) {
+        return Err(bad(format!(
+            "format version {version:?}, but this build reads version {FORMAT_VERSION} (written by pixel-transformer {})",
+            raw.get("crate_version").and_then(|v| v.as_str()).unwrap_or("unknown")
+        )));
+    }
+    serde_json::from_value(raw.clone()).map_err(|e| {
+        let domain = raw.get("domain_name").and_then(|d| d.as_str()).unwrap_or("unknown");
+        bad(format!("cannot decode the header (domain `{domain}`): {e}"))
+    })
+}
+
+/// Loads a checkpoint for domain `expected_domain`, checking everything it can:
+/// version, domain, dimensions, architecture, tensor names and shapes, and
+/// that every weight is finite.
+pub fn load<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+    path: &Path,
+    expected_domain: &str,
+    device: &D,
+) -> Result<Loaded<P, V, D, O>> {
+    let file = checkpoint_file(path);
+    let bad = |message: String| Error::Checkpoint { path: file.clone(), message };
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    let meta = parse_meta(&file, &bytes)?;
+    if meta.domain_name != expected_domain {
+        return Err(bad(format!(
+            "trained on domain `{}`, but this is the `{expected_domain}` domain",
+            meta.domain_name
+        )));
+    }
+    if (meta.position_dims, meta.value_dims) != (P, V) {
+        return Err(bad(format!(
+            "has P = {}, V = {}, expected P = {P}, V = {V}",
+            meta.position_dims, meta.value_dims
+        )));
+    }
+    let distribution: O = serde_json::from_value(meta.distribution.clone())
+        .map_err(|e| bad(format!("output distribution does not decode: {e}")))?;
+    let mut model = Model::<P, V, D, O>::new(meta.model.clone(), distribution, 0, device)
+        .map_err(|e| bad(format!("architecture: {e}")))?;
+    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("tensors: {e:?}")))?;
+    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+        let t = tensors.tensor(name).map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        if t.dtype() != SDtype::F32 {
+            return Err(bad(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+        }
+        if t.shape() != shape {
+            return Err(bad(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape())));
+        }
+        let data: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+            return Err(bad(format!("tensor `{name}` holds a non-finite value at index {i}")));
+        }
+        Ok(data)
+    };
+    let names = model.param_names().to_vec();
+    let expected: Vec<String> = names.iter().map(|n| format!("param.{n}")).collect();
+    for name in tensors.names() {
+        if name.starts_with("param.") && !expected.iter().any(|e| e == name) {
+            return Err(bad(format!("unexpected tensor `{name}`: the architecture differs")));
+        }
+    }
+    for (i, name) in names.iter().enumerate() {
+        let (r, c) = *model.params()[i].shape();
+        let data = read(&format!("param.{name}"), &[r, c])?;
+        model.params_mut()[i] = device.tensor_from_vec(data, (r, c));
+    }
+    let fourier = read("fourier", &[P, meta.model.embed_dim / 2])?;
+    model.set_fourier(fourier)?;
+    let optimizer = if meta.has_optimizer {
+        let mut adam = Adam::new(meta.training.learning_rate);
+        adam.t = meta.step; // the trainer makes exactly one update per step
+        for (i, name) in names.iter().enumerate() {
+            let (r, c) = *model.params()[i].shape();
+            adam.m.push(device.tensor_from_vec(read(&format!("adam.m.{name}"), &[r, c])?, (r, c)));
+            adam.v.push(device.tensor_from_vec(read(&format!("adam.v.{name}"), &[r, c])?, (r, c)));
+        }
+        Some(adam)
+    } else {
+        None
+    };
+    Ok(Loaded { model, optimizer, meta })
+}

@@ -1,0 +1,320 @@
+//! The generic command line: `train`, `sample`, `eval`, `predict`, and the
+//! domain's main job when no subcommand is given.
+//!
+//! A domain's example is one line, `pixel_transformer::cli::run::<P, V, MyDomain>()`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dfdx::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::{
+    checkpoint,
+    signal::random_position,
+    trainer::{self, TrainOptions, TrainSettings, TrainState},
+    BinnedMixture, Domain, Model, ModelConfig, Result, Split,
+};
+
+/// Which dfdx device runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceKind {
+    /// The CPU (always available).
+    Cpu,
+    /// An NVIDIA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// Options shared by every domain and subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Output folder for checkpoints, logs and pictures [default: runs/<domain>].
+    #[arg(long, global = true)]
+    pub out: Option<PathBuf>,
+    /// Checkpoint folder to load, or `pretrained` for the one the domain ships.
+    #[arg(long, global = true)]
+    pub checkpoint: Option<String>,
+    /// Seed for everything random.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub seed: u64,
+    /// Training steps [default: the domain's].
+    #[arg(long, global = true)]
+    pub steps: Option<u64>,
+    /// Architecture preset [default: the domain's].
+    #[arg(long, global = true)]
+    pub preset: Option<crate::Preset>,
+    /// Signals per training batch [default: the domain's].
+    #[arg(long, global = true)]
+    pub batch_size: Option<usize>,
+    /// Adam learning rate [default: the domain's].
+    #[arg(long, global = true)]
+    pub lr: Option<f64>,
+    /// Device to run on.
+    #[arg(long, global = true, value_enum, default_value_t = DeviceKind::Cpu)]
+    pub device: DeviceKind,
+    /// Hide progress bars.
+    #[arg(long, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Train a model (from scratch, or continue with --resume).
+    Train {
+        /// Continue the run whose checkpoint is in --out (or --checkpoint).
+        #[arg(long)]
+        resume: bool,
+        /// Steps between checkpoints.
+        #[arg(long, default_value_t = 500)]
+        checkpoint_every: u64,
+    },
+    /// Write pictures of mean fields and samples for a few test signals.
+    Sample,
+    /// Evaluate on held-out signals and print a table.
+    Eval,
+    /// Answer JSON-lines requests (see the book's reference chapter).
+    Predict {
+        /// Requests file [default: standard input].
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Answers file [default: standard output].
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+/// The full command line of a domain's program.
+#[derive(Debug, Clone, Parser)]
+#[command(version, about = "pixel-transformer: sample-conditioned signal generation")]
+pub struct Cli<A: Args> {
+    /// What to do; with none, the domain's main job runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Shared options.
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Domain-specific options.
+    #[command(flatten)]
+    pub domain: A,
+}
+
+/// Parses the process's arguments and runs the command for domain `Dm`.
+pub fn run<const P: usize, const V: usize, Dm: Domain<P, V>>() -> anyhow::Result<()> {
+    run_with::<P, V, Dm>(Cli::<Dm::Args>::parse())
+}
+
+/// Runs an already parsed command line.
+pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(cli: Cli<Dm::Args>) -> anyhow::Result<()> {
+    match cli.common.device {
+        DeviceKind::Cpu => execute::<P, V, Dm, Cpu>(&cli, Cpu::seed_from_u64(cli.common.seed)),
+        DeviceKind::Cuda => {
+            #[cfg(feature = "cuda")]
+            {
+                let dev = Cuda::try_seed_from_u64(cli.common.seed)
+                    .map_err(|e| anyhow::anyhow!("cannot start the CUDA device: {e:?}"))?;
+                execute::<P, V, Dm, Cuda>(&cli, dev)
+            }
+            #[cfg(not(feature = "cuda"))]
+            bail!(
+                "this program was built without CUDA support; rebuild with `--features cuda` \
+                 (e.g. `cargo run --release --features cuda --example {} -- --device cuda`)",
+                Dm::NAME
+            )
+        }
+    }
+}
+
+fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    arg: &Option<String>,
+    domain_hint: Option<&Dm>,
+) -> anyhow::Result<Option<PathBuf>> {
+    match arg.as_deref() {
+        None => Ok(None),
+        Some("pretrained") => {
+            let probe;
+            let d = match domain_hint {
+                Some(d) => d,
+                None => {
+                    probe = None::<Dm>;
+                    match &probe {
+                        Some(d) => d,
+                        None => bail!("`--checkpoint pretrained` needs the domain's options"),
+                    }
+                }
+            };
+            match d.pretrained_checkpoint() {
+                Some(p) => Ok(Some(p)),
+                None => bail!("the `{}` domain ships no pretrained checkpoint", Dm::NAME),
+            }
+        }
+        Some(p) => Ok(Some(PathBuf::from(p))),
+    }
+}
+
+/// Fits the output distribution's bins on values from training signals.
+pub fn fit_distribution<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    domain: &Dm,
+    bins: usize,
+    sigma_floor: f32,
+    seed: u64,
+) -> Result<BinnedMixture> {
+    if bins <= 1 {
+        return Ok(BinnedMixture::gaussian(V, sigma_floor));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
+    let mut values = Vec::new();
+    for _ in 0..256 {
+        let s = domain.draw_signal(Split::Train, &mut rng);
+        for _ in 0..128 {
+            let x = random_position(&mut rng);
+            values.push(domain.observe(&s, x, &mut rng));
+        }
+    }
+    BinnedMixture::fit(&values, bins, sigma_floor, seed)
+}
+
+/// Builds a fresh training state from the domain's defaults and the command line.
+pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+    domain: &Dm,
+    common: &CommonArgs,
+    device: &D,
+) -> Result<TrainState<P, V, D, BinnedMixture>> {
+    let d = domain.defaults();
+    let config: ModelConfig = common.preset.unwrap_or(d.preset).config();
+    let distribution = fit_distribution(domain, d.bins, d.sigma_floor, common.seed)?;
+    let model = Model::new(config, distribution, common.seed, device)?;
+    let settings = TrainSettings {
+        seed: common.seed,
+        batch_size: common.batch_size.unwrap_or(d.batch_size),
+        learning_rate: common.lr.unwrap_or(d.learning_rate),
+        sets: d.sets,
+    };
+    Ok(TrainState::new(model, settings))
+}
+
+fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+    path: &Path,
+    device: &D,
+) -> anyhow::Result<(Dm, Model<P, V, D, BinnedMixture>)> {
+    let loaded = checkpoint::load::<P, V, D, BinnedMixture>(path, Dm::NAME, device)?;
+    let domain = Dm::from_config(loaded.meta.domain.as_ref())?;
+    eprintln!(
+        "loaded {} ({} parameters, step {})",
+        checkpoint::checkpoint_file(path).display(),
+        loaded.model.num_params(),
+        loaded.meta.step
+    );
+    Ok((domain, loaded.model))
+}
+
+fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+    cli: &Cli<Dm::Args>,
+    device: D,
+) -> anyhow::Result<()> {
+    let common = &cli.common;
+    let out_dir = common.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(Dm::NAME));
+    let cli_domain = Dm::from_args(&cli.domain)?;
+    let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, Some(&cli_domain))?;
+    let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());
+
+    match &cli.command {
+        Some(Command::Train { resume, checkpoint_every }) => {
+            let mut state = if *resume {
+                TrainState::<P, V, D, BinnedMixture>::resume(&existing, Dm::NAME, &device)
+                    .with_context(|| format!("cannot resume from {}", existing.display()))?
+            } else {
+                fresh_state(&cli_domain, common, &device)?
+            };
+            let domain = if *resume {
+                Dm::from_config(checkpoint::read_meta(&existing)?.domain.as_ref())?
+            } else {
+                cli_domain
+            };
+            let steps = common.steps.unwrap_or(domain.defaults().steps);
+            let mut options = TrainOptions::new(steps, &out_dir);
+            options.checkpoint_every = *checkpoint_every;
+            options.progress = !common.quiet;
+            train_and_report(&domain, &mut state, &options)?;
+        }
+        Some(Command::Sample) => {
+            let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            for p in domain.render(&model, &out_dir, common.seed)? {
+                println!("wrote {}", p.display());
+            }
+        }
+        Some(Command::Eval) => {
+            let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            println!("{}", domain.evaluate(&model, &out_dir, common.seed)?);
+        }
+        Some(Command::Predict { input, output }) => {
+            let (_, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let source = input.as_ref().map_or("<stdin>".to_string(), |p| p.display().to_string());
+            let reader: Box<dyn std::io::BufRead> = match input {
+                Some(p) => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+                )),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            match output {
+                Some(p) => {
+                    let mut buf = Vec::new();
+                    crate::predict::run(&model, reader, &mut buf, &source)?;
+                    crate::io::write_atomic(p, &buf)?;
+                }
+                None => {
+                    crate::predict::run(&model, reader, std::io::stdout().lock(), &source)?;
+                }
+            }
+        }
+        None => {
+            // The main job: train with the domain's defaults (or load the given
+            // checkpoint), then draw the pictures and print the evaluation.
+            let (domain, model) = match &checkpoint {
+                Some(path) => load_model::<P, V, Dm, D>(path, &device)?,
+                None => {
+                    let mut state = fresh_state(&cli_domain, common, &device)?;
+                    let steps = common.steps.unwrap_or(cli_domain.defaults().steps);
+                    let mut options = TrainOptions::new(steps, &out_dir);
+                    options.progress = !common.quiet;
+                    train_and_report(&cli_domain, &mut state, &options)?;
+                    (cli_domain, state.model)
+                }
+            };
+            for p in domain.render(&model, &out_dir, common.seed)? {
+                println!("wrote {}", p.display());
+            }
+            println!("{}", domain.evaluate(&model, &out_dir, common.seed)?);
+        }
+    }
+    Ok(())
+}
+
+fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+    domain: &Dm,
+    state: &mut TrainState<P, V, D, BinnedMixture>,
+    options: &TrainOptions,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "training {} model: {} parameters, {} steps from step {}, batch {}, writing to {}",
+        Dm::NAME,
+        state.model.num_params(),
+        options.steps,
+        state.step,
+        state.settings.batch_size,
+        options.out_dir.display()
+    );
+    let lines = trainer::train(domain, state, options)?;
+    if let Some(last) = lines.last() {
+        eprintln!(
+            "done: step {}, loss {:.4}, {:.1} s; checkpoint in {}",
+            last.step,
+            last.loss,
+            last.elapsed_s,
+            options.out_dir.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Inference: marginals, mean fields, uncertainty, log-probabilities and
+//! whole-signal samples.
+//!
+//! Because the decoder's queries are independent given the observations, the
+//! distribution at any set of positions comes from one forward pass
+//! ([`Model::marginals`]). Whole signals come from the chain rule
+//! `p(signal | S) = Π_t p(v_t | S ∪ {v_1 … v_{t−1}})`, evaluated in a fresh
+//! random order per sample ([`Model::sample`]).
+
+use dfdx::tensor_ops::Device;
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::{Error, Model, ModelInput, Observations, OutputDistribution, Result};
+
+/// At most this many queries go through one forward pass; larger requests are
+/// split, which bounds memory without changing any result.
+pub const MAX_QUERIES_PER_PASS: usize = 4096;
+
+/// Predicted distributions at a list of positions.
+#[derive(Debug, Clone)]
+pub struct Marginals<const V: usize, O: OutputDistribution<V>> {
+    distribution: O,
+    params: Vec<f32>,
+    width: usize,
+}
+
+impl<const V: usize, O: OutputDistribution<V>> Marginals<V, O> {
+    /// Number of positions.
+    pub fn len(&self) -> usize {
+        self.params.len() / self.width
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+    /// The raw distribution parameters of position `i`.
+    pub fn params(&self, i: usize) -> &[f32] {
+        &self.params[i * self.width..(i + 1) * self.width]
+    }
+    /// Mean at position `i`.
+    pub fn mean(&self, i: usize) -> [f32; V] {
+        self.distribution.mean(self.params(i))
+    }
+    /// Standard deviation at position `i`.
+    pub fn std(&self, i: usize) -> [f32; V] {
+        self.distribution.std(self.params(i))
+    }
+    /// Most likely value at position `i`.
+    pub fn mode(&self, i: usize) -> [f32; V] {
+        self.distribution.mode(self.params(i))
+    }
+    /// Log-density (nats) of `value` at position `i`.
+    pub fn log_prob(&self, i: usize, value: &[f32; V]) -> f32 {
+        self.distribution.log_prob(self.params(i), value)
+    }
+    /// Draws a value at position `i`.
+    pub fn sample(&self, i: usize, temperature: f32, rng: &mut ChaCha8Rng) -> [f32; V] {
+        self.distribution.sample(self.params(i), temperature, rng)
+    }
+    /// All means.
+    pub fn means(&self) -> Vec<[f32; V]> {
+        (0..self.len()).map(|i| self.mean(i)).collect()
+    }
+    /// All standard deviations.
+    pub fn stds(&self) -> Vec<[f32; V]> {
+        (0..self.len()).map(|i| self.std(i)).collect()
+    }
+}
+
+/// How to draw whole-signal samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleOptions {
+    /// Number of samples (drawn together, one batch item each).
+    pub samples: usize,
+    /// How many positions are drawn one at a time before the rest take the
+    /// mean given everything drawn so far (the paper's hybrid rule). `None`
+    /// draws every position autoregressively (exact sampling).
+    pub autoregressive: Option<usize>,
+    /// Temperature of the bin choice (paper's evaluation: 0.9).
+    pub temperature: f32,
+    /// Seed; the same seed gives the same samples.
+    pub seed: u64,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        Self { samples: 3, autoregressive: None, temperature: 1.0, seed: 0 }
+    }
+}
+
+impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> Model<P, V, D, O> {
+    /// The distribution of the value at each of `queries` given `observed`.
+    pub fn marginals(&self, observed: &Observations<P, V>, queries: &[[f32; P]]) -> Result<Marginals<V, O>> {
+        let width = self.distribution().head_width();
+        let mut params = Vec::with_capacity(queries.len() * width);
+        for chunk in queries.chunks(MAX_QUERIES_PER_PASS) {
+            let out = self.predict(&[ModelInput { observed, queries: chunk }])?;
+            params.extend_from_slice(&out[0]);
+        }
+        Ok(Marginals { distribution: self.distribution().clone(), params, width })
+    }
+
+    /// Mean value at each position (the "mean signal").
+    pub fn mean_field(&self, observed: &Observations<P, V>, positions: &[[f32; P]]) -> Result<Vec<[f32; V]>> {
+        Ok(self.marginals(observed, positions)?.means())
+    }
+
+    /// Per-position standard deviation: where the model is unsure.
+    pub fn std_field(&self, observed: &Observations<P, V>, positions: &[[f32; P]]) -> Result<Vec<[f32; V]>> {
+        Ok(self.marginals(observed, positions)?.stds())
+    }
+
+    /// Log-density (nats) of each given value at its position, given `observed`.
+    pub fn log_probs(&self, observed: &Observations<P, V>, queries: &[[f32; P]], values: &[[f32; V]]) -> Result<Vec<f32>> {
+        if queries.len() != values.len() {
+            return Err(Error::invalid(format!("{} queries but {} values", queries.len(), values.len())));
+        }
+        let m = self.marginals(observed, queries)?;
+        Ok(values.iter().enumerate().map(|(i, v)| m.log_prob(i, v)).collect())
+    }
+
+    /// Whole-signal samples at `positions` that agree with `observed`.
+    ///
+    /// Each sample visits the positions in its own random order; the first
+    /// `autoregressive` of them are drawn one at a time, each conditioned on
+    /// `observed` plus everything drawn before it; the rest take the mean
+    /// given that enlarged set. Returns `samples` vectors of one value per position.
+    pub fn sample(&self, observed: &Observations<P, V>, positions: &[[f32; P]], options: &SampleOptions) -> Result<Vec<Vec<[f32; V]>>> {
+        observed.validate()?;
+        crate::signal::check_positions(positions, "sample position")?;
+        if options.samples == 0 || positions.is_empty() {
+            return Ok(vec![Vec::new(); options.samples]);
+        }
+        if !(options.temperature > 0.0 && options.temperature.is_finite()) {
+            return Err(Error::invalid(format!("temperature must be positive, got {}", options.temperature)));
+        }
+        let n = positions.len();
+        let steps = options.autoregressive.unwrap_or(n).min(n);
+        let mut rngs: Vec<ChaCha8Rng> = (0..options.samples)
+            .map(|i| {
+                let mut r = ChaCha8Rng::seed_from_u64(options.seed);
+                r.set_stream(i as u64);
+                r
+            })
+            .collect();
+        let orders: Vec<Vec<usize>> = rngs
+            .iter_mut()
+            .map(|r| {
+                let mut o: Vec<usize> = (0..n).collect();
+                o.shuffle(r);
+                o
+            })
+            .collect();
+        let mut sets: Vec<Observations<P, V>> = vec![observed.clone(); options.samples];
+        let mut out: Vec<Vec<[f32; V]>> = vec![vec![[0.0; V]; n]; options.samples];
+        let dist = self.distribution();
+        // Autoregressive part: all samples advance together, one batch item each.
+        for t in 0..steps {
+            let queries: Vec<[[f32; P]; 1]> = orders.iter().map(|o| [positions[o[t]]]).collect();
+            let inputs: Vec<ModelInput<P, V>> = sets
+                .iter()
+                .zip(&queries)
+                .map(|(s, q)| ModelInput { observed: s, queries: q })
+                .collect();
+            let params = self.predict(&inputs)?;
+            for k in 0..options.samples {
+                let v = dist.sample(&params[k], options.temperature, &mut rngs[k]);
+                let idx = orders[k][t];
+                out[k][idx] = v;
+                sets[k].push(positions[idx], v);
+            }
+        }
+        // Hybrid rule: the remaining positions take the mean given the enlarged set.
+        if steps < n {
+            for k in 0..options.samples {
+                let rest: Vec<[f32; P]> = orders[k][steps..].iter().map(|&i| positions[i]).collect();
+                let means = self.mean_field(&sets[k], &rest)?;
+                for (&i, m) in orders[k][steps..].iter().zip(means) {
+                    out[k][i] = m;
+                }
+            }
+        }
+        Ok(out)
+    }
+}

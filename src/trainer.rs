@@ -1,0 +1,249 @@
+//! One trainer for every domain.
+//!
+//! Each step draws a batch of fresh examples (random signal, random `|S|`,
+//! random continuous positions), runs the model, and takes an Adam step on the
+//! distribution's loss. The data of step `k` comes from ChaCha stream `k` of
+//! the run's seed, so a run resumed from a checkpoint at step `k` sees exactly
+//! the batches the uninterrupted run would have seen, and with the weights
+//! and Adam moments restored it reproduces the same loss sequence.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use dfdx::prelude::*;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    checkpoint,
+    data::{draw_example, Example},
+    optim::Adam,
+    Domain, Error, Model, ModelInput, OutputDistribution, Result, SetSizes, Split,
+};
+
+/// The settings of a training run, stored in its checkpoints.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSettings {
+    /// Seed for model initialisation and for the data stream.
+    pub seed: u64,
+    /// Signals per batch.
+    pub batch_size: usize,
+    /// Adam learning rate.
+    pub learning_rate: f64,
+    /// Observation and query set sizes.
+    pub sets: SetSizes,
+}
+
+/// Options of [`train`] that do not change the result, only what is written and shown.
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// Train until this many steps are done in total.
+    pub steps: u64,
+    /// Folder for the checkpoint and the `train.jsonl` log.
+    pub out_dir: PathBuf,
+    /// Save a checkpoint every this many steps (and always at the end).
+    pub checkpoint_every: u64,
+    /// Measure held-out loss every this many steps (0 = never).
+    pub eval_every: u64,
+    /// Held-out batches per measurement.
+    pub eval_batches: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Test hook: make the loss of this step NaN, to exercise the divergence guard.
+    pub inject_nan_at: Option<u64>,
+}
+
+impl TrainOptions {
+    /// Sensible defaults writing to `out_dir`.
+    pub fn new(steps: u64, out_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            steps,
+            out_dir: out_dir.into(),
+            checkpoint_every: 500,
+            eval_every: 250,
+            eval_batches: 4,
+            progress: true,
+            inject_nan_at: None,
+        }
+    }
+}
+
+/// A model with its optimizer and position in training.
+pub struct TrainState<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
+    /// The model being trained.
+    pub model: Model<P, V, D, O>,
+    /// Adam's state.
+    pub optimizer: Adam<D>,
+    /// Steps completed.
+    pub step: u64,
+    /// The run's settings.
+    pub settings: TrainSettings,
+}
+
+/// One line of `train.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Step number (1-based: the step just completed).
+    pub step: u64,
+    /// Training loss of that step's batch.
+    pub loss: f32,
+    /// Held-out loss, on the lines where it was measured.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub heldout_loss: Option<f32>,
+    /// Wall-clock seconds since this process started training.
+    pub elapsed_s: f64,
+}
+
+impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> TrainState<P, V, D, O> {
+    /// A fresh model and optimizer.
+    pub fn new(model: Model<P, V, D, O>, settings: TrainSettings) -> Self {
+        let optimizer = Adam::new(settings.learning_rate);
+        Self { model, optimizer, step: 0, settings }
+    }
+
+    /// Restores a training checkpoint written by [`train`].
+    pub fn resume(path: &Path, domain_name: &str, device: &D) -> Result<Self> {
+        let loaded = checkpoint::load::<P, V, D, O>(path, domain_name, device)?;
+        let optimizer = loaded.optimizer.ok_or_else(|| Error::Checkpoint {
+            path: checkpoint::checkpoint_file(path),
+            message: "holds weights only (no optimizer state), so training cannot resume from it".into(),
+        })?;
+        Ok(Self { model: loaded.model, optimizer, step: loaded.meta.step, settings: loaded.meta.training })
+    }
+}
+
+/// The batch of step `step`: a pure function of the seed and the step number.
+pub fn batch_for_step<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    domain: &Dm,
+    settings: &TrainSettings,
+    split: Split,
+    step: u64,
+) -> Vec<Example<P, V>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ if split == Split::Test { 0x7e57 } else { 0 });
+    rng.set_stream(step);
+    (0..settings.batch_size).map(|_| draw_example(domain, split, &settings.sets, &mut rng)).collect()
+}
+
+fn inputs<const P: usize, const V: usize>(batch: &[Example<P, V>]) -> (Vec<ModelInput<'_, P, V>>, Vec<[f32; V]>) {
+    let inputs = batch.iter().map(|e| ModelInput { observed: &e.observed, queries: &e.queries }).collect();
+    let targets = batch.iter().flat_map(|e| e.targets.iter().copied()).collect();
+    (inputs, targets)
+}
+
+/// Mean loss of a batch without gradients.
+pub fn batch_loss<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+    model: &Model<P, V, D, O>,
+    batch: &[Example<P, V>],
+) -> Result<f32> {
+    let (inputs, targets) = inputs(batch);
+    let head = model.forward(&inputs, NoneTape)?;
+    Ok(model.distribution().loss(head, &targets)?.as_vec()[0])
+}
+
+/// Trains `state` on `domain` until `options.steps` steps are done, writing
+/// checkpoints and the log under `options.out_dir`. Returns the log lines of this call.
+pub fn train<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>, O: OutputDistribution<V>>(
+    domain: &Dm,
+    state: &mut TrainState<P, V, D, O>,
+    options: &TrainOptions,
+) -> Result<Vec<LogLine>> {
+    if state.settings.batch_size == 0 || state.settings.sets.queries == 0 {
+        return Err(Error::invalid("batch size and query count must be positive"));
+    }
+    let log_path = options.out_dir.join("train.jsonl");
+    let mut log = open_log(&log_path, state.step)?;
+    let todo = options.steps.saturating_sub(state.step);
+    let bar = if options.progress { ProgressBar::new(todo) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .expect("static template"),
+    );
+    let start = Instant::now();
+    let mut lines = Vec::new();
+    let mut smoothed: Option<f32> = None;
+    while state.step < options.steps {
+        let batch = batch_for_step(domain, &state.settings, Split::Train, state.step);
+        let (inputs, targets) = inputs(&batch);
+        let head = state.model.forward(&inputs, OwnedTape::default())?;
+        let loss = state.model.distribution().loss(head, &targets)?;
+        let mut value = loss.as_vec()[0];
+        if options.inject_nan_at == Some(state.step + 1) {
+            value = f32::NAN;
+        }
+        if !value.is_finite() {
+            bar.abandon();
+            return Err(Error::Diverged { step: state.step + 1, loss: value });
+        }
+        let grads = loss.backward();
+        state.optimizer.step(state.model.params_mut(), &grads);
+        state.step += 1;
+
+        let heldout_loss = if options.eval_every > 0 && state.step % options.eval_every == 0 {
+            let mut total = 0.0;
+            for k in 0..options.eval_batches.max(1) {
+                total += batch_loss(&state.model, &batch_for_step(domain, &state.settings, Split::Test, k as u64))?;
+            }
+            Some(total / options.eval_batches.max(1) as f32)
+        } else {
+            None
+        };
+        let line = LogLine { step: state.step, loss: value, heldout_loss, elapsed_s: start.elapsed().as_secs_f64() };
+        writeln!(log, "{}", serde_json::to_string(&line).expect("log line serialises"))
+            .map_err(|e| Error::io(&log_path, e))?;
+        lines.push(line);
+        smoothed = Some(smoothed.map_or(value, |s| 0.95 * s + 0.05 * value));
+        bar.set_message(format!("loss {:.3}", smoothed.unwrap_or(value)));
+        bar.inc(1);
+
+        if state.step % options.checkpoint_every.max(1) == 0 || state.step == options.steps {
+            log.flush().map_err(|e| Error::io(&log_path, e))?;
+            checkpoint::save(
+                &options.out_dir,
+                &state.model,
+                Some(&state.optimizer),
+                domain.config(),
+                &state.settings,
+                state.step,
+            )?;
+        }
+    }
+    log.flush().map_err(|e| Error::io(&log_path, e))?;
+    bar.finish();
+    Ok(lines)
+}
+
+/// Opens the log for appending, first dropping lines after `step` (left by a
+/// run that was killed after its last checkpoint), so the log always matches
+/// the checkpoint it continues from.
+fn open_log(path: &Path, step: u64) -> Result<std::io::BufWriter<std::fs::File>> {
+    let kept = if step == 0 {
+        String::new()
+    } else {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        text.lines()
+            .filter(|l| serde_json::from_str::<LogLine>(l).is_ok_and(|x| x.step <= step))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    crate::io::write_atomic(path, kept.as_bytes())?;
+    let f = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+    Ok(std::io::BufWriter::new(f))
+}
+
+/// Reads a `train.jsonl` log.
+pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::Malformed {
+                path: path.to_path_buf(),
+                message: format!("line {}: {e}", i + 1),
+            })
+        })
+        .collect()
+}
