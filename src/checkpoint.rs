@@ -19,8 +19,8 @@ use safetensors::tensor::{Dtype as SDtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    domain::DomainConfig, io::write_atomic, optim::Adam, trainer::TrainSettings, Error, Model, ModelConfig,
-    OutputDistribution, Result,
+    domain::DomainConfig, io::write_atomic, optim::Adam, trainer::TrainSettings, Error, Model,
+    ModelConfig, OutputDistribution, Result,
 };
 
 /// Version of the checkpoint layout; bumped on incompatible changes.
@@ -81,7 +81,15 @@ pub fn save<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, p) in model.param_names().iter().zip(model.params()) {
         let (r, c) = *p.shape();
-        tensors.push((format!("param.{name}"), vec![r, c], f32_bytes(&p.as_vec())));
+        let data = p.as_vec();
+        // Never replace a good checkpoint with broken weights.
+        if data.iter().any(|x| !x.is_finite()) {
+            return Err(Error::Checkpoint {
+                path: dir.join(FILE_NAME),
+                message: format!("refusing to save: parameter `{name}` holds NaN or infinity"),
+            });
+        }
+        tensors.push((format!("param.{name}"), vec![r, c], f32_bytes(&data)));
     }
     let half = model.config().embed_dim / 2;
     tensors.push(("fourier".into(), vec![P, half], f32_bytes(model.fourier())));
@@ -102,7 +110,8 @@ pub fn save<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
         position_dims: P,
         value_dims: V,
         model: model.config().clone(),
-        distribution: serde_json::to_value(model.distribution()).map_err(|e| Error::invalid(e.to_string()))?,
+        distribution: serde_json::to_value(model.distribution())
+            .map_err(|e| Error::invalid(e.to_string()))?,
         training: training.clone(),
         step,
         has_optimizer: optimizer.is_some(),
@@ -111,18 +120,21 @@ pub fn save<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
     let views: Vec<(String, TensorView)> = tensors
         .iter()
         .map(|(n, shape, bytes)| {
-            let view = TensorView::new(SDtype::F32, shape.clone(), bytes).map_err(|e| Error::invalid(format!("{n}: {e:?}")))?;
+            let view = TensorView::new(SDtype::F32, shape.clone(), bytes)
+                .map_err(|e| Error::invalid(format!("{n}: {e:?}")))?;
             Ok((n.clone(), view))
         })
         .collect::<Result<_>>()?;
-    let bytes = safetensors::tensor::serialize(views, &Some(HashMap::from([(META_KEY.to_string(), json)])))
-        .map_err(|e| Error::invalid(format!("serialising checkpoint: {e:?}")))?;
+    let bytes =
+        safetensors::tensor::serialize(views, &Some(HashMap::from([(META_KEY.to_string(), json)])))
+            .map_err(|e| Error::invalid(format!("serialising checkpoint: {e:?}")))?;
     write_atomic(&dir.join(FILE_NAME), &bytes)?;
     let pretty = serde_json::to_string_pretty(&meta).map_err(|e| Error::invalid(e.to_string()))?;
     write_atomic(&dir.join("checkpoint.json"), pretty.as_bytes())
 }
 
 /// A loaded checkpoint: model, optimizer state (if saved) and header.
+#[derive(Debug)]
 pub struct Loaded<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
     /// The rebuilt model with its weights.
     pub model: Model<P, V, D, O>,
@@ -140,17 +152,23 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
 }
 
 fn parse_meta(file: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
-    let bad = |message: String| Error::Checkpoint { path: file.to_path_buf(), message };
+    let bad = |message: String| Error::Checkpoint {
+        path: file.to_path_buf(),
+        message,
+    };
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a safetensors file ({e:?})")))?;
     let json = header
         .metadata()
         .as_ref()
         .and_then(|m| m.get(META_KEY))
-        .ok_or_else(|| bad("no pixel-transformer header: not a pixel-transformer checkpoint".into()))?;
+        .ok_or_else(|| {
+            bad("no pixel-transformer header: not a pixel-transformer checkpoint".into())
+        })?;
     // Check version and domain before decoding the typed config, so a
     // checkpoint of a domain this program does not know gets a clear message.
-    let raw: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(format!("header is not JSON: {e}")))?;
+    let raw: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| bad(format!("header is not JSON: {e}")))?;
     let version = raw.get("format_version").and_then(|v| v.as_u64());
     if version != Some(FORMAT_VERSION as u64) {
         return Err(bad(format!(
@@ -159,7 +177,10 @@ fn parse_meta(file: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
         )));
     }
     serde_json::from_value(raw.clone()).map_err(|e| {
-        let domain = raw.get("domain_name").and_then(|d| d.as_str()).unwrap_or("unknown");
+        let domain = raw
+            .get("domain_name")
+            .and_then(|d| d.as_str())
+            .unwrap_or("unknown");
         bad(format!("cannot decode the header (domain `{domain}`): {e}"))
     })
 }
@@ -173,7 +194,10 @@ pub fn load<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
     device: &D,
 ) -> Result<Loaded<P, V, D, O>> {
     let file = checkpoint_file(path);
-    let bad = |message: String| Error::Checkpoint { path: file.clone(), message };
+    let bad = |message: String| Error::Checkpoint {
+        path: file.clone(),
+        message,
+    };
     let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
     let meta = parse_meta(&file, &bytes)?;
     if meta.domain_name != expected_domain {
@@ -194,16 +218,30 @@ pub fn load<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
         .map_err(|e| bad(format!("architecture: {e}")))?;
     let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("tensors: {e:?}")))?;
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let t = tensors.tensor(name).map_err(|_| bad(format!("tensor `{name}` is missing")))?;
+        let t = tensors
+            .tensor(name)
+            .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
         if t.dtype() != SDtype::F32 {
-            return Err(bad(format!("tensor `{name}` is {:?}, expected F32", t.dtype())));
+            return Err(bad(format!(
+                "tensor `{name}` is {:?}, expected F32",
+                t.dtype()
+            )));
         }
         if t.shape() != shape {
-            return Err(bad(format!("tensor `{name}` has shape {:?}, expected {shape:?}", t.shape())));
+            return Err(bad(format!(
+                "tensor `{name}` has shape {:?}, expected {shape:?}",
+                t.shape()
+            )));
         }
-        let data: Vec<f32> = t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let data: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
         if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-            return Err(bad(format!("tensor `{name}` holds a non-finite value at index {i}")));
+            return Err(bad(format!(
+                "tensor `{name}` holds a non-finite value at index {i}"
+            )));
         }
         Ok(data)
     };
@@ -211,7 +249,9 @@ pub fn load<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
     let expected: Vec<String> = names.iter().map(|n| format!("param.{n}")).collect();
     for name in tensors.names() {
         if name.starts_with("param.") && !expected.iter().any(|e| e == name) {
-            return Err(bad(format!("unexpected tensor `{name}`: the architecture differs")));
+            return Err(bad(format!(
+                "unexpected tensor `{name}`: the architecture differs"
+            )));
         }
     }
     for (i, name) in names.iter().enumerate() {
@@ -226,12 +266,18 @@ pub fn load<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
         adam.t = meta.step; // the trainer makes exactly one update per step
         for (i, name) in names.iter().enumerate() {
             let (r, c) = *model.params()[i].shape();
-            adam.m.push(device.tensor_from_vec(read(&format!("adam.m.{name}"), &[r, c])?, (r, c)));
-            adam.v.push(device.tensor_from_vec(read(&format!("adam.v.{name}"), &[r, c])?, (r, c)));
+            adam.m
+                .push(device.tensor_from_vec(read(&format!("adam.m.{name}"), &[r, c])?, (r, c)));
+            adam.v
+                .push(device.tensor_from_vec(read(&format!("adam.v.{name}"), &[r, c])?, (r, c)));
         }
         Some(adam)
     } else {
         None
     };
-    Ok(Loaded { model, optimizer, meta })
+    Ok(Loaded {
+        model,
+        optimizer,
+        meta,
+    })
 }

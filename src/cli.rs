@@ -51,6 +51,10 @@ pub struct CommonArgs {
     /// Adam learning rate [default: the domain's].
     #[arg(long, global = true)]
     pub lr: Option<f64>,
+    /// Keep the learning rate constant instead of decaying it along a cosine
+    /// to 1 % over the run's steps.
+    #[arg(long, global = true)]
+    pub constant_lr: bool,
     /// Device to run on.
     #[arg(long, global = true, value_enum, default_value_t = DeviceKind::Cpu)]
     pub device: DeviceKind,
@@ -88,7 +92,10 @@ pub enum Command {
 
 /// The full command line of a domain's program.
 #[derive(Debug, Clone, Parser)]
-#[command(version, about = "pixel-transformer: sample-conditioned signal generation")]
+#[command(
+    version,
+    about = "pixel-transformer: sample-conditioned signal generation"
+)]
 pub struct Cli<A: Args> {
     /// What to do; with none, the domain's main job runs.
     #[command(subcommand)]
@@ -107,7 +114,9 @@ pub fn run<const P: usize, const V: usize, Dm: Domain<P, V>>() -> anyhow::Result
 }
 
 /// Runs an already parsed command line.
-pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(cli: Cli<Dm::Args>) -> anyhow::Result<()> {
+pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    cli: Cli<Dm::Args>,
+) -> anyhow::Result<()> {
     match cli.common.device {
         DeviceKind::Cpu => execute::<P, V, Dm, Cpu>(&cli, Cpu::seed_from_u64(cli.common.seed)),
         DeviceKind::Cuda => {
@@ -129,27 +138,14 @@ pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(cli: Cli<Dm::A
 
 fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
     arg: &Option<String>,
-    domain_hint: Option<&Dm>,
+    domain: &Dm,
 ) -> anyhow::Result<Option<PathBuf>> {
     match arg.as_deref() {
         None => Ok(None),
-        Some("pretrained") => {
-            let probe;
-            let d = match domain_hint {
-                Some(d) => d,
-                None => {
-                    probe = None::<Dm>;
-                    match &probe {
-                        Some(d) => d,
-                        None => bail!("`--checkpoint pretrained` needs the domain's options"),
-                    }
-                }
-            };
-            match d.pretrained_checkpoint() {
-                Some(p) => Ok(Some(p)),
-                None => bail!("the `{}` domain ships no pretrained checkpoint", Dm::NAME),
-            }
-        }
+        Some("pretrained") => match domain.pretrained_checkpoint() {
+            Some(p) => Ok(Some(p)),
+            None => bail!("the `{}` domain ships no pretrained checkpoint", Dm::NAME),
+        },
         Some(p) => Ok(Some(PathBuf::from(p))),
     }
 }
@@ -191,6 +187,7 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f
         batch_size: common.batch_size.unwrap_or(d.batch_size),
         learning_rate: common.lr.unwrap_or(d.learning_rate),
         sets: d.sets,
+        cosine_decay_steps: (!common.constant_lr).then(|| common.steps.unwrap_or(d.steps)),
     };
     Ok(TrainState::new(model, settings))
 }
@@ -215,13 +212,19 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
     device: D,
 ) -> anyhow::Result<()> {
     let common = &cli.common;
-    let out_dir = common.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(Dm::NAME));
+    let out_dir = common
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(Dm::NAME));
     let cli_domain = Dm::from_args(&cli.domain)?;
-    let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, Some(&cli_domain))?;
+    let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;
     let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());
 
     match &cli.command {
-        Some(Command::Train { resume, checkpoint_every }) => {
+        Some(Command::Train {
+            resume,
+            checkpoint_every,
+        }) => {
             let mut state = if *resume {
                 TrainState::<P, V, D, BinnedMixture>::resume(&existing, Dm::NAME, &device)
                     .with_context(|| format!("cannot resume from {}", existing.display()))?
@@ -251,10 +254,13 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
         }
         Some(Command::Predict { input, output }) => {
             let (_, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
-            let source = input.as_ref().map_or("<stdin>".to_string(), |p| p.display().to_string());
+            let source = input
+                .as_ref()
+                .map_or("<stdin>".to_string(), |p| p.display().to_string());
             let reader: Box<dyn std::io::BufRead> = match input {
                 Some(p) => Box::new(std::io::BufReader::new(
-                    std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?,
+                    std::fs::File::open(p)
+                        .with_context(|| format!("cannot open {}", p.display()))?,
                 )),
                 None => Box::new(std::io::stdin().lock()),
             };

@@ -46,8 +46,15 @@ pub fn draw_example<const P: usize, const V: usize, Dm: Domain<P, V>>(
         observed.push(x, v);
     }
     let queries: Vec<[f32; P]> = (0..sizes.queries).map(|_| random_position(rng)).collect();
-    let targets = queries.iter().map(|&x| domain.observe(&signal, x, rng)).collect();
-    Example { observed, queries, targets }
+    let targets = queries
+        .iter()
+        .map(|&x| domain.observe(&signal, x, rng))
+        .collect();
+    Example {
+        observed,
+        queries,
+        targets,
+    }
 }
 
 /// Draws an example with exactly `n` observations (used by evaluation).
@@ -58,7 +65,16 @@ pub fn draw_example_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
     queries: usize,
     rng: &mut ChaCha8Rng,
 ) -> Example<P, V> {
-    draw_example(domain, split, &SetSizes { min_observed: n, max_observed: n, queries }, rng)
+    draw_example(
+        domain,
+        split,
+        &SetSizes {
+            min_observed: n,
+            max_observed: n,
+            queries,
+        },
+        rng,
+    )
 }
 
 #[cfg(test)]
@@ -69,7 +85,9 @@ mod tests {
     #[test]
     fn set_sizes_cover_the_range_log_uniformly() {
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let draws: Vec<usize> = (0..20_000).map(|_| draw_set_size(4, 512, &mut rng)).collect();
+        let draws: Vec<usize> = (0..20_000)
+            .map(|_| draw_set_size(4, 512, &mut rng))
+            .collect();
         assert!(draws.iter().all(|&n| (4..=512).contains(&n)));
         // Log-uniform: [4, 16) and [128, 512] hold about equal shares (2 octaves each).
         let low = draws.iter().filter(|&&n| n < 16).count() as f64;

@@ -101,7 +101,7 @@ impl BinnedMixture {
         if centres.iter().flatten().any(|c| !c.is_finite()) {
             return Err(Error::invalid("bin centres must be finite"));
         }
-        if !(alpha > 0.0 && alpha.is_finite()) || !(sigma_floor > 0.0 && sigma_floor.is_finite()) {
+        if !(alpha > 0.0 && alpha.is_finite() && sigma_floor > 0.0 && sigma_floor.is_finite()) {
             return Err(Error::invalid(
                 "alpha and sigma_floor must be positive and finite",
             ));

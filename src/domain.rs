@@ -90,7 +90,12 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
     fn draw_signal(&self, split: Split, rng: &mut ChaCha8Rng) -> Self::Signal;
 
     /// Observes `signal` at `position`. Override to add observation noise.
-    fn observe(&self, signal: &Self::Signal, position: [f32; P], _rng: &mut ChaCha8Rng) -> [f32; V] {
+    fn observe(
+        &self,
+        signal: &Self::Signal,
+        position: [f32; P],
+        _rng: &mut ChaCha8Rng,
+    ) -> [f32; V] {
         signal.value_at(position)
     }
 

@@ -52,7 +52,9 @@ pub enum Error {
     /// An error reported by the tensor device (out of memory, CUDA failure).
     #[error("device error: {0}")]
     Device(String),
-    // PLOT
+    /// An error while drawing a plot.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
 }
 
 impl Error {

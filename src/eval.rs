@@ -7,7 +7,9 @@ use dfdx::tensor_ops::Device;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::{data::draw_example_with, io::write_atomic, Domain, Model, OutputDistribution, Result, Split};
+use crate::{
+    data::draw_example_with, io::write_atomic, Domain, Model, OutputDistribution, Result, Split,
+};
 
 /// Held-out metrics at one observation-set size.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,7 +26,13 @@ pub struct HeldoutRow {
 pub const HELDOUT_SIGNALS: usize = 200;
 
 /// Proper NLL and RMSE on a fixed, seeded set of held-out examples for each size in `sizes`.
-pub fn heldout_metrics<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn heldout_metrics<
+    const P: usize,
+    const V: usize,
+    Dm: Domain<P, V>,
+    D: Device<f32>,
+    O: OutputDistribution<V>,
+>(
     domain: &Dm,
     model: &Model<P, V, D, O>,
     sizes: &[usize],
@@ -42,17 +50,29 @@ pub fn heldout_metrics<const P: usize, const V: usize, Dm: Domain<P, V>, D: Devi
             for (i, t) in ex.targets.iter().enumerate() {
                 nll -= m.log_prob(i, t) as f64;
                 let mean = m.mean(i);
-                se += (0..V).map(|d| ((mean[d] - t[d]) as f64).powi(2)).sum::<f64>();
+                se += (0..V)
+                    .map(|d| ((mean[d] - t[d]) as f64).powi(2))
+                    .sum::<f64>();
                 count += 1;
             }
         }
-        rows.push(HeldoutRow { observed: n, nll: nll / count as f64, rmse: (se / (count * V) as f64).sqrt() });
+        rows.push(HeldoutRow {
+            observed: n,
+            nll: nll / count as f64,
+            rmse: (se / (count * V) as f64).sqrt(),
+        });
     }
     Ok(rows)
 }
 
 /// The default `eval` of a domain: a table of held-out NLL and RMSE, also written to `eval.csv`.
-pub fn heldout_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn heldout_report<
+    const P: usize,
+    const V: usize,
+    Dm: Domain<P, V>,
+    D: Device<f32>,
+    O: OutputDistribution<V>,
+>(
     domain: &Dm,
     model: &Model<P, V, D, O>,
     out_dir: &Path,

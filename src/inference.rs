@@ -85,39 +85,76 @@ pub struct SampleOptions {
 
 impl Default for SampleOptions {
     fn default() -> Self {
-        Self { samples: 3, autoregressive: None, temperature: 1.0, seed: 0 }
+        Self {
+            samples: 3,
+            autoregressive: None,
+            temperature: 1.0,
+            seed: 0,
+        }
     }
 }
 
 impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> Model<P, V, D, O> {
     /// The distribution of the value at each of `queries` given `observed`.
-    pub fn marginals(&self, observed: &Observations<P, V>, queries: &[[f32; P]]) -> Result<Marginals<V, O>> {
+    pub fn marginals(
+        &self,
+        observed: &Observations<P, V>,
+        queries: &[[f32; P]],
+    ) -> Result<Marginals<V, O>> {
         let width = self.distribution().head_width();
         let mut params = Vec::with_capacity(queries.len() * width);
         for chunk in queries.chunks(MAX_QUERIES_PER_PASS) {
-            let out = self.predict(&[ModelInput { observed, queries: chunk }])?;
+            let out = self.predict(&[ModelInput {
+                observed,
+                queries: chunk,
+            }])?;
             params.extend_from_slice(&out[0]);
         }
-        Ok(Marginals { distribution: self.distribution().clone(), params, width })
+        Ok(Marginals {
+            distribution: self.distribution().clone(),
+            params,
+            width,
+        })
     }
 
     /// Mean value at each position (the "mean signal").
-    pub fn mean_field(&self, observed: &Observations<P, V>, positions: &[[f32; P]]) -> Result<Vec<[f32; V]>> {
+    pub fn mean_field(
+        &self,
+        observed: &Observations<P, V>,
+        positions: &[[f32; P]],
+    ) -> Result<Vec<[f32; V]>> {
         Ok(self.marginals(observed, positions)?.means())
     }
 
     /// Per-position standard deviation: where the model is unsure.
-    pub fn std_field(&self, observed: &Observations<P, V>, positions: &[[f32; P]]) -> Result<Vec<[f32; V]>> {
+    pub fn std_field(
+        &self,
+        observed: &Observations<P, V>,
+        positions: &[[f32; P]],
+    ) -> Result<Vec<[f32; V]>> {
         Ok(self.marginals(observed, positions)?.stds())
     }
 
     /// Log-density (nats) of each given value at its position, given `observed`.
-    pub fn log_probs(&self, observed: &Observations<P, V>, queries: &[[f32; P]], values: &[[f32; V]]) -> Result<Vec<f32>> {
+    pub fn log_probs(
+        &self,
+        observed: &Observations<P, V>,
+        queries: &[[f32; P]],
+        values: &[[f32; V]],
+    ) -> Result<Vec<f32>> {
         if queries.len() != values.len() {
-            return Err(Error::invalid(format!("{} queries but {} values", queries.len(), values.len())));
+            return Err(Error::invalid(format!(
+                "{} queries but {} values",
+                queries.len(),
+                values.len()
+            )));
         }
         let m = self.marginals(observed, queries)?;
-        Ok(values.iter().enumerate().map(|(i, v)| m.log_prob(i, v)).collect())
+        Ok(values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| m.log_prob(i, v))
+            .collect())
     }
 
     /// Whole-signal samples at `positions` that agree with `observed`.
@@ -126,14 +163,22 @@ impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> M
     /// `autoregressive` of them are drawn one at a time, each conditioned on
     /// `observed` plus everything drawn before it; the rest take the mean
     /// given that enlarged set. Returns `samples` vectors of one value per position.
-    pub fn sample(&self, observed: &Observations<P, V>, positions: &[[f32; P]], options: &SampleOptions) -> Result<Vec<Vec<[f32; V]>>> {
+    pub fn sample(
+        &self,
+        observed: &Observations<P, V>,
+        positions: &[[f32; P]],
+        options: &SampleOptions,
+    ) -> Result<Vec<Vec<[f32; V]>>> {
         observed.validate()?;
         crate::signal::check_positions(positions, "sample position")?;
         if options.samples == 0 || positions.is_empty() {
             return Ok(vec![Vec::new(); options.samples]);
         }
         if !(options.temperature > 0.0 && options.temperature.is_finite()) {
-            return Err(Error::invalid(format!("temperature must be positive, got {}", options.temperature)));
+            return Err(Error::invalid(format!(
+                "temperature must be positive, got {}",
+                options.temperature
+            )));
         }
         let n = positions.len();
         let steps = options.autoregressive.unwrap_or(n).min(n);
@@ -161,7 +206,10 @@ impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> M
             let inputs: Vec<ModelInput<P, V>> = sets
                 .iter()
                 .zip(&queries)
-                .map(|(s, q)| ModelInput { observed: s, queries: q })
+                .map(|(s, q)| ModelInput {
+                    observed: s,
+                    queries: q,
+                })
                 .collect();
             let params = self.predict(&inputs)?;
             for k in 0..options.samples {
@@ -174,7 +222,8 @@ impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> M
         // Hybrid rule: the remaining positions take the mean given the enlarged set.
         if steps < n {
             for k in 0..options.samples {
-                let rest: Vec<[f32; P]> = orders[k][steps..].iter().map(|&i| positions[i]).collect();
+                let rest: Vec<[f32; P]> =
+                    orders[k][steps..].iter().map(|&i| positions[i]).collect();
                 let means = self.mean_field(&sets[k], &rest)?;
                 for (&i, m) in orders[k][steps..].iter().zip(means) {
                     out[k][i] = m;

@@ -28,7 +28,7 @@ pub mod io;
 pub mod kmeans;
 pub mod model;
 pub mod optim;
-// PLOT pub mod plot;
+pub mod plot;
 pub mod predict;
 pub mod signal;
 pub mod trainer;

@@ -29,13 +29,23 @@ pub struct Adam<D: Device<f32>> {
 impl<D: Device<f32>> Adam<D> {
     /// A fresh optimizer with PyTorch's default betas and epsilon.
     pub fn new(learning_rate: f64) -> Self {
-        Self { learning_rate, betas: [0.9, 0.999], eps: 1e-8, t: 0, m: Vec::new(), v: Vec::new() }
+        Self {
+            learning_rate,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            t: 0,
+            m: Vec::new(),
+            v: Vec::new(),
+        }
     }
 
     /// Applies one update to `params` from `grads`.
     pub fn step(&mut self, params: &mut [Param<D>], grads: &Gradients<f32, D>) {
         if self.m.len() != params.len() {
-            self.m = params.iter().map(|p| p.device().zeros_like(p.shape())).collect();
+            self.m = params
+                .iter()
+                .map(|p| p.device().zeros_like(p.shape()))
+                .collect();
             self.v = self.m.clone();
         }
         self.t += 1;

@@ -38,12 +38,17 @@ pub struct Response {
     pub nll: Option<Vec<f32>>,
 }
 
-fn fixed<const N: usize>(rows: Vec<Vec<f32>>, field: &str) -> std::result::Result<Vec<[f32; N]>, String> {
+fn fixed<const N: usize>(
+    rows: Vec<Vec<f32>>,
+    field: &str,
+) -> std::result::Result<Vec<[f32; N]>, String> {
     rows.into_iter()
         .enumerate()
         .map(|(i, r)| {
             let n = r.len();
-            let a: [f32; N] = r.try_into().map_err(|_| format!("`{field}[{i}]` has {n} numbers, expected {N}"))?;
+            let a: [f32; N] = r
+                .try_into()
+                .map_err(|_| format!("`{field}[{i}]` has {n} numbers, expected {N}"))?;
             if a.iter().any(|x| !x.is_finite()) {
                 return Err(format!("`{field}[{i}]` is not finite"));
             }
@@ -57,11 +62,16 @@ pub fn answer_line<const P: usize, const V: usize, D: Device<f32>, O: OutputDist
     model: &Model<P, V, D, O>,
     line: &str,
 ) -> std::result::Result<Response, String> {
-    let req: Request = serde_json::from_str(line).map_err(|e| format!("not a valid request: {e}"))?;
+    let req: Request =
+        serde_json::from_str(line).map_err(|e| format!("not a valid request: {e}"))?;
     let positions = fixed::<P>(req.positions, "positions")?;
     let values = fixed::<V>(req.values, "values")?;
     if positions.len() != values.len() {
-        return Err(format!("{} positions but {} values", positions.len(), values.len()));
+        return Err(format!(
+            "{} positions but {} values",
+            positions.len(),
+            values.len()
+        ));
     }
     let queries = fixed::<P>(req.queries, "queries")?;
     if queries.is_empty() {
@@ -70,15 +80,26 @@ pub fn answer_line<const P: usize, const V: usize, D: Device<f32>, O: OutputDist
     let truth = req.truth.map(|t| fixed::<V>(t, "truth")).transpose()?;
     if let Some(t) = &truth {
         if t.len() != queries.len() {
-            return Err(format!("{} truth values for {} queries", t.len(), queries.len()));
+            return Err(format!(
+                "{} truth values for {} queries",
+                t.len(),
+                queries.len()
+            ));
         }
     }
     let observed = Observations::from_pairs(positions, values).map_err(|e| e.to_string())?;
-    let m = model.marginals(&observed, &queries).map_err(|e| e.to_string())?;
+    let m = model
+        .marginals(&observed, &queries)
+        .map_err(|e| e.to_string())?;
     Ok(Response {
         mean: (0..m.len()).map(|i| m.mean(i).to_vec()).collect(),
         std: (0..m.len()).map(|i| m.std(i).to_vec()).collect(),
-        nll: truth.map(|t| t.iter().enumerate().map(|(i, v)| -m.log_prob(i, v)).collect()),
+        nll: truth.map(|t| {
+            t.iter()
+                .enumerate()
+                .map(|(i, v)| -m.log_prob(i, v))
+                .collect()
+        }),
     })
 }
 

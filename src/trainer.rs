@@ -35,6 +35,25 @@ pub struct TrainSettings {
     pub learning_rate: f64,
     /// Observation and query set sizes.
     pub sets: SetSizes,
+    /// If set, the learning rate follows a cosine from `learning_rate` down to
+    /// 1 % of it over this many steps, then stays there. Fixed at the start of
+    /// a run and stored in its checkpoints, so a resumed run follows the same curve.
+    #[serde(default)]
+    pub cosine_decay_steps: Option<u64>,
+}
+
+impl TrainSettings {
+    /// The learning rate used for step `step` (0-based).
+    pub fn learning_rate_at(&self, step: u64) -> f64 {
+        match self.cosine_decay_steps {
+            Some(total) if total > 0 => {
+                let progress = (step as f64 / total as f64).min(1.0);
+                let floor = 0.01 * self.learning_rate;
+                floor + (self.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+            _ => self.learning_rate,
+        }
+    }
 }
 
 /// Options of [`train`] that do not change the result, only what is written and shown.
@@ -97,11 +116,18 @@ pub struct LogLine {
     pub elapsed_s: f64,
 }
 
-impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> TrainState<P, V, D, O> {
+impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>
+    TrainState<P, V, D, O>
+{
     /// A fresh model and optimizer.
     pub fn new(model: Model<P, V, D, O>, settings: TrainSettings) -> Self {
         let optimizer = Adam::new(settings.learning_rate);
-        Self { model, optimizer, step: 0, settings }
+        Self {
+            model,
+            optimizer,
+            step: 0,
+            settings,
+        }
     }
 
     /// Restores a training checkpoint written by [`train`].
@@ -109,9 +135,15 @@ impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> T
         let loaded = checkpoint::load::<P, V, D, O>(path, domain_name, device)?;
         let optimizer = loaded.optimizer.ok_or_else(|| Error::Checkpoint {
             path: checkpoint::checkpoint_file(path),
-            message: "holds weights only (no optimizer state), so training cannot resume from it".into(),
+            message: "holds weights only (no optimizer state), so training cannot resume from it"
+                .into(),
         })?;
-        Ok(Self { model: loaded.model, optimizer, step: loaded.meta.step, settings: loaded.meta.training })
+        Ok(Self {
+            model: loaded.model,
+            optimizer,
+            step: loaded.meta.step,
+            settings: loaded.meta.training,
+        })
     }
 }
 
@@ -122,14 +154,28 @@ pub fn batch_for_step<const P: usize, const V: usize, Dm: Domain<P, V>>(
     split: Split,
     step: u64,
 ) -> Vec<Example<P, V>> {
-    let mut rng = ChaCha8Rng::seed_from_u64(settings.seed ^ if split == Split::Test { 0x7e57 } else { 0 });
+    let mut rng =
+        ChaCha8Rng::seed_from_u64(settings.seed ^ if split == Split::Test { 0x7e57 } else { 0 });
     rng.set_stream(step);
-    (0..settings.batch_size).map(|_| draw_example(domain, split, &settings.sets, &mut rng)).collect()
+    (0..settings.batch_size)
+        .map(|_| draw_example(domain, split, &settings.sets, &mut rng))
+        .collect()
 }
 
-fn inputs<const P: usize, const V: usize>(batch: &[Example<P, V>]) -> (Vec<ModelInput<'_, P, V>>, Vec<[f32; V]>) {
-    let inputs = batch.iter().map(|e| ModelInput { observed: &e.observed, queries: &e.queries }).collect();
-    let targets = batch.iter().flat_map(|e| e.targets.iter().copied()).collect();
+fn inputs<const P: usize, const V: usize>(
+    batch: &[Example<P, V>],
+) -> (Vec<ModelInput<'_, P, V>>, Vec<[f32; V]>) {
+    let inputs = batch
+        .iter()
+        .map(|e| ModelInput {
+            observed: &e.observed,
+            queries: &e.queries,
+        })
+        .collect();
+    let targets = batch
+        .iter()
+        .flat_map(|e| e.targets.iter().copied())
+        .collect();
     (inputs, targets)
 }
 
@@ -145,18 +191,30 @@ pub fn batch_loss<const P: usize, const V: usize, D: Device<f32>, O: OutputDistr
 
 /// Trains `state` on `domain` until `options.steps` steps are done, writing
 /// checkpoints and the log under `options.out_dir`. Returns the log lines of this call.
-pub fn train<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn train<
+    const P: usize,
+    const V: usize,
+    Dm: Domain<P, V>,
+    D: Device<f32>,
+    O: OutputDistribution<V>,
+>(
     domain: &Dm,
     state: &mut TrainState<P, V, D, O>,
     options: &TrainOptions,
 ) -> Result<Vec<LogLine>> {
     if state.settings.batch_size == 0 || state.settings.sets.queries == 0 {
-        return Err(Error::invalid("batch size and query count must be positive"));
+        return Err(Error::invalid(
+            "batch size and query count must be positive",
+        ));
     }
     let log_path = options.out_dir.join("train.jsonl");
     let mut log = open_log(&log_path, state.step)?;
     let todo = options.steps.saturating_sub(state.step);
-    let bar = if options.progress { ProgressBar::new(todo) } else { ProgressBar::hidden() };
+    let bar = if options.progress {
+        ProgressBar::new(todo)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
             .expect("static template"),
@@ -175,24 +233,40 @@ pub fn train<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>, O
         }
         if !value.is_finite() {
             bar.abandon();
-            return Err(Error::Diverged { step: state.step + 1, loss: value });
+            return Err(Error::Diverged {
+                step: state.step + 1,
+                loss: value,
+            });
         }
         let grads = loss.backward();
+        state.optimizer.learning_rate = state.settings.learning_rate_at(state.step);
         state.optimizer.step(state.model.params_mut(), &grads);
         state.step += 1;
 
         let heldout_loss = if options.eval_every > 0 && state.step % options.eval_every == 0 {
             let mut total = 0.0;
             for k in 0..options.eval_batches.max(1) {
-                total += batch_loss(&state.model, &batch_for_step(domain, &state.settings, Split::Test, k as u64))?;
+                total += batch_loss(
+                    &state.model,
+                    &batch_for_step(domain, &state.settings, Split::Test, k as u64),
+                )?;
             }
             Some(total / options.eval_batches.max(1) as f32)
         } else {
             None
         };
-        let line = LogLine { step: state.step, loss: value, heldout_loss, elapsed_s: start.elapsed().as_secs_f64() };
-        writeln!(log, "{}", serde_json::to_string(&line).expect("log line serialises"))
-            .map_err(|e| Error::io(&log_path, e))?;
+        let line = LogLine {
+            step: state.step,
+            loss: value,
+            heldout_loss,
+            elapsed_s: start.elapsed().as_secs_f64(),
+        };
+        writeln!(
+            log,
+            "{}",
+            serde_json::to_string(&line).expect("log line serialises")
+        )
+        .map_err(|e| Error::io(&log_path, e))?;
         lines.push(line);
         smoothed = Some(smoothed.map_or(value, |s| 0.95 * s + 0.05 * value));
         bar.set_message(format!("loss {:.3}", smoothed.unwrap_or(value)));
@@ -229,7 +303,10 @@ fn open_log(path: &Path, step: u64) -> Result<std::io::BufWriter<std::fs::File>>
             .collect()
     };
     crate::io::write_atomic(path, kept.as_bytes())?;
-    let f = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+    let f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
     Ok(std::io::BufWriter::new(f))
 }
 

@@ -1,0 +1,399 @@
+//! End-to-end tests of the core on the polynomial domain: checkpoints, resume,
+//! learning, and bad inputs.
+
+use std::path::Path;
+
+use pixel_transformer::checkpoint;
+use pixel_transformer::deps::dfdx::prelude::Cpu;
+use pixel_transformer::predict;
+use pixel_transformer::trainer::{read_log, train, TrainOptions, TrainSettings, TrainState};
+use pixel_transformer::{
+    BinnedMixture, Domain, DomainConfig, DomainDefaults, Error, Grid, Model, ModelInput,
+    Observations, OutputDistribution, Preset, SetSizes, SpatialSignal, Split,
+};
+use pixel_transformer_polynomial::PolynomialDomain;
+use rand_chacha::ChaCha8Rng;
+
+type PolyModel = Model<1, 1, Cpu, BinnedMixture>;
+
+fn settings(seed: u64) -> TrainSettings {
+    TrainSettings {
+        seed,
+        batch_size: 8,
+        learning_rate: 1e-3,
+        sets: SetSizes {
+            min_observed: 0,
+            max_observed: 12,
+            queries: 10,
+        },
+    }
+}
+
+fn fresh(seed: u64) -> TrainState<1, 1, Cpu, BinnedMixture> {
+    let model = PolyModel::new(
+        Preset::Tiny.config(),
+        BinnedMixture::gaussian(1, 1e-3),
+        seed,
+        &Cpu::default(),
+    )
+    .unwrap();
+    TrainState::new(model, settings(seed))
+}
+
+fn options(dir: &Path, steps: u64) -> TrainOptions {
+    let mut o = TrainOptions::new(steps, dir);
+    o.progress = false;
+    o.checkpoint_every = 10;
+    o.eval_every = 0;
+    o
+}
+
+fn probe() -> (Observations<1, 1>, Vec<[f32; 1]>) {
+    let s =
+        Observations::from_pairs(vec![[-0.5], [0.1], [0.8]], vec![[0.3], [-1.0], [2.0]]).unwrap();
+    (s, vec![[-0.9], [0.0], [0.45], [0.99]])
+}
+
+#[test]
+fn checkpoint_round_trip_gives_identical_predictions() {
+    let dir = tempfile::tempdir().unwrap();
+    let domain = PolynomialDomain::new(0.0).unwrap();
+    let mut state = fresh(1);
+    train(&domain, &mut state, &options(dir.path(), 5)).unwrap();
+    let (s, q) = probe();
+    let before = state
+        .model
+        .predict(&[ModelInput {
+            observed: &s,
+            queries: &q,
+        }])
+        .unwrap();
+    let loaded =
+        checkpoint::load::<1, 1, Cpu, BinnedMixture>(dir.path(), "polynomial", &Cpu::default())
+            .unwrap();
+    let after = loaded
+        .model
+        .predict(&[ModelInput {
+            observed: &s,
+            queries: &q,
+        }])
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(loaded.meta.step, 5);
+    assert!(loaded.optimizer.is_some());
+    // The typed domain config survives the round trip.
+    let back = PolynomialDomain::from_config(loaded.meta.domain.as_ref()).unwrap();
+    assert_eq!(back, domain);
+}
+
+#[test]
+fn resume_reproduces_the_uninterrupted_loss_sequence() {
+    let domain = PolynomialDomain::new(0.05).unwrap();
+    let straight = tempfile::tempdir().unwrap();
+    let mut a = fresh(7);
+    a.settings.cosine_decay_steps = Some(30);
+    let full = train(&domain, &mut a, &options(straight.path(), 30)).unwrap();
+
+    let split = tempfile::tempdir().unwrap();
+    let mut b = fresh(7);
+    b.settings.cosine_decay_steps = Some(30);
+    train(&domain, &mut b, &options(split.path(), 20)).unwrap();
+    drop(b);
+    let mut resumed =
+        TrainState::<1, 1, Cpu, BinnedMixture>::resume(split.path(), "polynomial", &Cpu::default())
+            .unwrap();
+    assert_eq!(resumed.step, 20);
+    let rest = train(&domain, &mut resumed, &options(split.path(), 30)).unwrap();
+    let full_losses: Vec<f32> = full[20..].iter().map(|l| l.loss).collect();
+    let resumed_losses: Vec<f32> = rest.iter().map(|l| l.loss).collect();
+    assert_eq!(full_losses, resumed_losses);
+    // The log of the resumed run holds every step exactly once.
+    let log = read_log(&split.path().join("train.jsonl")).unwrap();
+    assert_eq!(
+        log.iter().map(|l| l.step).collect::<Vec<_>>(),
+        (1..=30).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let domain = PolynomialDomain::new(0.0).unwrap();
+    let mut state = fresh(3);
+    let mut o = options(dir.path(), 40);
+    o.inject_nan_at = Some(25);
+    let err = train(&domain, &mut state, &o).unwrap_err();
+    assert!(matches!(err, Error::Diverged { step: 25, .. }), "{err}");
+    let loaded =
+        checkpoint::load::<1, 1, Cpu, BinnedMixture>(dir.path(), "polynomial", &Cpu::default())
+            .unwrap();
+    assert_eq!(loaded.meta.step, 20);
+}
+
+/// A tiny model must beat the prior (which ignores the observations) on
+/// held-out polynomials by a clear margin after a short training run.
+#[test]
+fn a_tiny_model_learns_to_beat_the_prior() {
+    let dir = tempfile::tempdir().unwrap();
+    let domain = PolynomialDomain::new(0.0).unwrap();
+    let mut state = fresh(11);
+    state.settings.batch_size = 16;
+    state.settings.sets = SetSizes {
+        min_observed: 4,
+        max_observed: 20,
+        queries: 20,
+    };
+    let mut o = options(dir.path(), 400);
+    o.checkpoint_every = 400;
+    train(&domain, &mut state, &o).unwrap();
+    let rows = pixel_transformer_polynomial::evaluate(&domain, &state.model, 100, 5).unwrap();
+    for r in rows.iter().filter(|r| r.observed >= 6) {
+        assert!(
+            r.model.nll < r.prior.nll - 1.0,
+            "|S| = {}: model NLL {:.3} is not clearly below the prior's {:.3}",
+            r.observed,
+            r.model.nll,
+            r.prior.nll
+        );
+        assert!(
+            r.model.rmse < 0.5 * r.prior.rmse,
+            "|S| = {}: RMSE {} vs prior {}",
+            r.observed,
+            r.model.rmse,
+            r.prior.rmse
+        );
+    }
+}
+
+#[test]
+fn predict_answers_lines_and_names_bad_ones() {
+    let model = fresh(2).model;
+    let input = "{\"positions\": [[0.1]], \"values\": [[0.5]], \"queries\": [[0.2], [0.3]], \"truth\": [[0.4], [0.1]]}\n\n{\"queries\": [[0.0]]}\n";
+    let mut out = Vec::new();
+    assert_eq!(
+        predict::run(&model, input.as_bytes(), &mut out, "req.jsonl").unwrap(),
+        2
+    );
+    let lines: Vec<predict::Response> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0].mean.len(), 2);
+    assert_eq!(lines[0].nll.as_ref().unwrap().len(), 2);
+    assert!(lines[1].nll.is_none());
+
+    for (bad, why) in [
+        ("{\"queries\": [[0.0, 1.0]]}", "expected 1"),
+        ("{\"queries\": []}", "empty"),
+        (
+            "{\"positions\": [[0.1]], \"queries\": [[0.0]]}",
+            "1 positions but 0 values",
+        ),
+        ("{\"queries\": [[0.0]], \"truth\": [[1.0], [2.0]]}", "truth"),
+        ("not json", "not a valid request"),
+        (
+            "{\"positions\": [[NaN]], \"values\": [[1]], \"queries\": [[0]]}",
+            "not a valid request",
+        ),
+        ("{\"queries\": [[0.0]], \"extra\": 1}", "unknown field"),
+    ] {
+        let text = format!("{{\"queries\": [[0.5]]}}\n{bad}\n");
+        let err = predict::run(&model, text.as_bytes(), Vec::new(), "req.jsonl")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("req.jsonl") && err.contains("line 2"), "{err}");
+        assert!(err.contains(why), "{bad}: {err}");
+    }
+}
+
+// A second domain, to check checkpoints are matched to their domain.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SineConfig;
+#[typetag::serde(name = "sine-test")]
+impl DomainConfig for SineConfig {
+    fn domain_name(&self) -> &'static str {
+        "sine-test"
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+struct Sine(f32);
+impl SpatialSignal<1, 1> for Sine {
+    fn value_at(&self, p: [f32; 1]) -> [f32; 1] {
+        [(self.0 * p[0]).sin()]
+    }
+}
+#[derive(Debug, Clone, clap::Args)]
+struct NoArgs;
+struct SineDomain;
+impl Domain<1, 1> for SineDomain {
+    type Signal = Sine;
+    type Args = NoArgs;
+    const NAME: &'static str = "sine-test";
+    fn from_args(_: &NoArgs) -> pixel_transformer::Result<Self> {
+        Ok(SineDomain)
+    }
+    fn config(&self) -> Box<dyn DomainConfig> {
+        Box::new(SineConfig)
+    }
+    fn from_config(_: &dyn DomainConfig) -> pixel_transformer::Result<Self> {
+        Ok(SineDomain)
+    }
+    fn draw_signal(&self, _: Split, rng: &mut ChaCha8Rng) -> Sine {
+        use rand::Rng;
+        Sine(rng.gen_range(1.0..5.0))
+    }
+    fn grid(&self) -> Grid<1> {
+        Grid::new([16])
+    }
+    fn defaults(&self) -> DomainDefaults {
+        PolynomialDomain::new(0.0).unwrap().defaults()
+    }
+    fn render<
+        D: pixel_transformer::deps::dfdx::tensor_ops::Device<f32>,
+        O: OutputDistribution<1>,
+    >(
+        &self,
+        _: &Model<1, 1, D, O>,
+        _: &Path,
+        _: u64,
+    ) -> pixel_transformer::Result<Vec<std::path::PathBuf>> {
+        Ok(Vec::new())
+    }
+}
+
+#[test]
+fn mismatched_checkpoints_are_refused_with_the_difference_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut state = fresh(4);
+    train(&SineDomain, &mut state, &options(dir.path(), 2)).unwrap();
+
+    // Another domain.
+    let err =
+        checkpoint::load::<1, 1, Cpu, BinnedMixture>(dir.path(), "polynomial", &Cpu::default())
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("sine-test") && err.contains("polynomial"),
+        "{err}"
+    );
+    // Other dimensions.
+    let err =
+        checkpoint::load::<2, 1, Cpu, BinnedMixture>(dir.path(), "sine-test", &Cpu::default())
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("P = 1"), "{err}");
+
+    // Another architecture: same names, different width.
+    let small = dir.path().join("other");
+    let model = PolyModel::new(
+        Preset::Small.config(),
+        BinnedMixture::gaussian(1, 1e-3),
+        0,
+        &Cpu::default(),
+    )
+    .unwrap();
+    checkpoint::save(&small, &model, None, Box::new(SineConfig), &settings(0), 0).unwrap();
+    let mut bytes = std::fs::read(small.join(checkpoint::FILE_NAME)).unwrap();
+    // Claim the tiny architecture in the header while the tensors are small-sized.
+    let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = String::from_utf8(bytes[8..header_end].to_vec()).unwrap();
+    let patched = header.replacen("\\\"embed_dim\\\":64", "\\\"embed_dim\\\":16", 1);
+    assert_ne!(patched, header);
+    assert_eq!(patched.len(), header.len());
+    bytes.splice(8..header_end, patched.bytes());
+    std::fs::write(small.join(checkpoint::FILE_NAME), &bytes).unwrap();
+    let err = checkpoint::load::<1, 1, Cpu, BinnedMixture>(&small, "sine-test", &Cpu::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("shape"), "{err}");
+
+    // Not a checkpoint at all, and a truncated one.
+    let junk = dir.path().join("junk");
+    std::fs::create_dir_all(&junk).unwrap();
+    std::fs::write(junk.join(checkpoint::FILE_NAME), b"hello").unwrap();
+    let err = checkpoint::load::<1, 1, Cpu, BinnedMixture>(&junk, "sine-test", &Cpu::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("junk") && err.contains("not a safetensors"),
+        "{err}"
+    );
+    let good = std::fs::read(dir.path().join(checkpoint::FILE_NAME)).unwrap();
+    std::fs::write(junk.join(checkpoint::FILE_NAME), &good[..good.len() / 2]).unwrap();
+    assert!(
+        checkpoint::load::<1, 1, Cpu, BinnedMixture>(&junk, "sine-test", &Cpu::default()).is_err()
+    );
+    // Missing file.
+    let err = checkpoint::load::<1, 1, Cpu, BinnedMixture>(
+        &dir.path().join("nowhere"),
+        "sine-test",
+        &Cpu::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("nowhere"), "{err}");
+}
+
+#[test]
+fn nan_weights_are_refused_on_save_and_on_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = fresh(5).model;
+    let dev = Cpu::default();
+    use pixel_transformer::deps::dfdx::prelude::*;
+    let (r, c) = *model.params()[0].shape();
+    model.params_mut()[0] = dev.tensor_from_vec(vec![f32::NAN; r * c], (r, c));
+    let err = checkpoint::save(
+        dir.path(),
+        &model,
+        None,
+        Box::new(SineConfig),
+        &settings(0),
+        0,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("NaN"), "{err}");
+    assert!(!dir.path().join(checkpoint::FILE_NAME).exists());
+}
+
+#[test]
+fn sampling_is_seeded_and_agrees_with_observations_in_shape() {
+    let model = fresh(9).model;
+    let (s, _) = probe();
+    let grid: Vec<[f32; 1]> = Grid::new([12]).positions();
+    let opts = pixel_transformer::SampleOptions {
+        samples: 3,
+        autoregressive: Some(5),
+        temperature: 0.9,
+        seed: 4,
+    };
+    let a = model.sample(&s, &grid, &opts).unwrap();
+    let b = model.sample(&s, &grid, &opts).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.len(), 3);
+    assert!(a.iter().all(|x| x.len() == 12));
+    assert_ne!(a[0], a[1]);
+    let c = model
+        .sample(
+            &s,
+            &grid,
+            &pixel_transformer::SampleOptions {
+                seed: 5,
+                ..opts.clone()
+            },
+        )
+        .unwrap();
+    assert_ne!(a, c);
+    assert!(model
+        .sample(
+            &s,
+            &grid,
+            &pixel_transformer::SampleOptions {
+                temperature: 0.0,
+                ..opts
+            }
+        )
+        .is_err());
+}
