@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use dfdx::prelude::*;
+
+use crate::kernels::Backend;
 use safetensors::tensor::{Dtype as SDtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +72,7 @@ fn f32_bytes(data: &[f32]) -> Vec<u8> {
 }
 
 /// Writes a checkpoint folder atomically.
-pub fn save<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn save<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     dir: &Path,
     model: &Model<P, V, D, O>,
     optimizer: Option<&Adam<D>>,
@@ -135,7 +137,7 @@ pub fn save<const P: usize, const V: usize, D: Device<f32>, O: OutputDistributio
 
 /// A loaded checkpoint: model, optimizer state (if saved) and header.
 #[derive(Debug)]
-pub struct Loaded<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
+pub struct Loaded<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> {
     /// The rebuilt model with its weights.
     pub model: Model<P, V, D, O>,
     /// Adam's state, if the checkpoint holds it.
@@ -188,7 +190,7 @@ fn parse_meta(file: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
 /// Loads a checkpoint for domain `expected_domain`, checking everything it can:
 /// version, domain, dimensions, architecture, tensor names and shapes, and
 /// that every weight is finite.
-pub fn load<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn load<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     path: &Path,
     expected_domain: &str,
     device: &D,

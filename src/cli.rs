@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use dfdx::prelude::*;
+
+use crate::kernels::Backend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -173,7 +175,7 @@ pub fn fit_distribution<const P: usize, const V: usize, Dm: Domain<P, V>>(
 }
 
 /// Builds a fresh training state from the domain's defaults and the command line.
-pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
     domain: &Dm,
     common: &CommonArgs,
     device: &D,
@@ -192,7 +194,7 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f
     Ok(TrainState::new(model, settings))
 }
 
-fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
     path: &Path,
     device: &D,
 ) -> anyhow::Result<(Dm, Model<P, V, D, BinnedMixture>)> {
@@ -207,7 +209,7 @@ fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
     Ok((domain, loaded.model))
 }
 
-fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
     cli: &Cli<Dm::Args>,
     device: D,
 ) -> anyhow::Result<()> {
@@ -298,7 +300,7 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
     Ok(())
 }
 
-fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Device<f32>>(
+fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
     domain: &Dm,
     state: &mut TrainState<P, V, D, BinnedMixture>,
     options: &TrainOptions,

@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::path::{Path, PathBuf};
 
-use dfdx::tensor_ops::Device;
+use crate::kernels::Backend;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +111,7 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
     }
 
     /// Writes pictures of predictions for a few test signals (the `sample` command).
-    fn render<D: Device<f32>, O: OutputDistribution<V>>(
+    fn render<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<P, V, D, O>,
         out_dir: &Path,
@@ -121,7 +121,7 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
     /// Evaluates a model on held-out signals (the `eval` command) and returns
     /// a human-readable report; also writes machine-readable results under
     /// `out_dir`. The default is the generic held-out NLL table.
-    fn evaluate<D: Device<f32>, O: OutputDistribution<V>>(
+    fn evaluate<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<P, V, D, O>,
         out_dir: &Path,

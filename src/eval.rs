@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use dfdx::tensor_ops::Device;
+use crate::kernels::Backend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -30,7 +30,7 @@ pub fn heldout_metrics<
     const P: usize,
     const V: usize,
     Dm: Domain<P, V>,
-    D: Device<f32>,
+    D: Backend,
     O: OutputDistribution<V>,
 >(
     domain: &Dm,
@@ -70,7 +70,7 @@ pub fn heldout_report<
     const P: usize,
     const V: usize,
     Dm: Domain<P, V>,
-    D: Device<f32>,
+    D: Backend,
     O: OutputDistribution<V>,
 >(
     domain: &Dm,

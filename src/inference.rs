@@ -7,7 +7,7 @@
 //! `p(signal | S) = Π_t p(v_t | S ∪ {v_1 … v_{t−1}})`, evaluated in a fresh
 //! random order per sample ([`Model::sample`]).
 
-use dfdx::tensor_ops::Device;
+use crate::kernels::Backend;
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -94,7 +94,7 @@ impl Default for SampleOptions {
     }
 }
 
-impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> Model<P, V, D, O> {
+impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model<P, V, D, O> {
     /// The distribution of the value at each of `queries` given `observed`.
     pub fn marginals(
         &self,

@@ -25,6 +25,7 @@ pub mod error;
 pub mod eval;
 pub mod inference;
 pub mod io;
+pub mod kernels;
 pub mod kmeans;
 pub mod model;
 pub mod optim;

@@ -34,12 +34,14 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-use crate::{distribution::OutputDistribution, Error, Observations, Result};
+use crate::{
+    distribution::OutputDistribution,
+    kernels::{Backend, Flat},
+    Error, Observations, Result,
+};
 
 /// One trainable tensor. Vectors (biases, norms, the prior token) are `1 × n`.
 pub type Param<D> = Tensor<(usize, usize), f32, D>;
-
-type Flat<D, T> = Tensor<(usize, usize), f32, D, T>;
 
 /// Architecture hyper-parameters: everything needed to rebuild the network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,7 +165,7 @@ struct Block {
 
 /// The network: architecture, parameters and output distribution.
 #[derive(Debug, Clone)]
-pub struct Model<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
+pub struct Model<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> {
     config: ModelConfig,
     distribution: O,
     /// Fourier frequencies, `P × E/2` row-major (fixed, saved with the weights).
@@ -243,7 +245,7 @@ impl<D: Device<f32>> Builder<'_, D> {
     }
 }
 
-impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> Model<P, V, D, O> {
+impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model<P, V, D, O> {
     /// A freshly initialised network; the same seed gives the same weights on every device.
     pub fn new(config: ModelConfig, distribution: O, seed: u64, device: &D) -> Result<Self> {
         config.validate()?;
@@ -557,7 +559,7 @@ impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> M
     }
 
     /// Moves the parameters to another device (e.g. CPU → CUDA).
-    pub fn to_device<D2: Device<f32>>(&self, device: &D2) -> Model<P, V, D2, O> {
+    pub fn to_device<D2: Backend>(&self, device: &D2) -> Model<P, V, D2, O> {
         Model {
             config: self.config.clone(),
             distribution: self.distribution.clone(),

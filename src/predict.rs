@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, Write};
 
-use dfdx::tensor_ops::Device;
+use crate::kernels::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Model, Observations, OutputDistribution, Result};
@@ -58,7 +58,7 @@ fn fixed<const N: usize>(
 }
 
 /// Answers one request line.
-pub fn answer_line<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn answer_line<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     model: &Model<P, V, D, O>,
     line: &str,
 ) -> std::result::Result<Response, String> {
@@ -105,7 +105,7 @@ pub fn answer_line<const P: usize, const V: usize, D: Device<f32>, O: OutputDist
 
 /// Reads requests from `input` and writes one answer per request to `output`.
 /// `source` names the input in error messages (a file path or `<stdin>`).
-pub fn run<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn run<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     model: &Model<P, V, D, O>,
     input: impl BufRead,
     mut output: impl Write,

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use dfdx::prelude::*;
+
+use crate::kernels::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -49,7 +51,10 @@ impl TrainSettings {
             Some(total) if total > 0 => {
                 let progress = (step as f64 / total as f64).min(1.0);
                 let floor = 0.01 * self.learning_rate;
-                floor + (self.learning_rate - floor) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+                floor
+                    + (self.learning_rate - floor)
+                        * 0.5
+                        * (1.0 + (std::f64::consts::PI * progress).cos())
             }
             _ => self.learning_rate,
         }
@@ -91,7 +96,7 @@ impl TrainOptions {
 }
 
 /// A model with its optimizer and position in training.
-pub struct TrainState<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>> {
+pub struct TrainState<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> {
     /// The model being trained.
     pub model: Model<P, V, D, O>,
     /// Adam's state.
@@ -116,9 +121,7 @@ pub struct LogLine {
     pub elapsed_s: f64,
 }
 
-impl<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>
-    TrainState<P, V, D, O>
-{
+impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> TrainState<P, V, D, O> {
     /// A fresh model and optimizer.
     pub fn new(model: Model<P, V, D, O>, settings: TrainSettings) -> Self {
         let optimizer = Adam::new(settings.learning_rate);
@@ -180,7 +183,7 @@ fn inputs<const P: usize, const V: usize>(
 }
 
 /// Mean loss of a batch without gradients.
-pub fn batch_loss<const P: usize, const V: usize, D: Device<f32>, O: OutputDistribution<V>>(
+pub fn batch_loss<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     model: &Model<P, V, D, O>,
     batch: &[Example<P, V>],
 ) -> Result<f32> {
@@ -195,7 +198,7 @@ pub fn train<
     const P: usize,
     const V: usize,
     Dm: Domain<P, V>,
-    D: Device<f32>,
+    D: Backend,
     O: OutputDistribution<V>,
 >(
     domain: &Dm,

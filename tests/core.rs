@@ -251,10 +251,7 @@ impl Domain<1, 1> for SineDomain {
     fn defaults(&self) -> DomainDefaults {
         PolynomialDomain::new(0.0).unwrap().defaults()
     }
-    fn render<
-        D: pixel_transformer::deps::dfdx::tensor_ops::Device<f32>,
-        O: OutputDistribution<1>,
-    >(
+    fn render<D: pixel_transformer::kernels::Backend, O: OutputDistribution<1>>(
         &self,
         _: &Model<1, 1, D, O>,
         _: &Path,

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use pixel_transformer::deps::dfdx::tensor_ops::Device;
+use pixel_transformer::kernels::Backend;
 use pixel_transformer::{
     data::draw_example_with, io::write_atomic, Model, ModelInput, OutputDistribution, Result, Split,
 };
@@ -75,7 +75,7 @@ impl Acc {
 }
 
 /// Evaluates `model` on `signals` seeded held-out polynomials per size in [`EVAL_SIZES`].
-pub fn evaluate<D: Device<f32>, O: OutputDistribution<1>>(
+pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
     domain: &PolynomialDomain,
     model: &Model<1, 1, D, O>,
     signals: usize,

@@ -20,7 +20,7 @@ mod render;
 use std::any::Any;
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::deps::dfdx::tensor_ops::Device;
+use pixel_transformer::kernels::Backend;
 use pixel_transformer::{
     Domain, DomainConfig, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
     SetSizes, SpatialSignal, Split,
@@ -166,7 +166,7 @@ impl Domain<1, 1> for PolynomialDomain {
             .then_some(dir)
     }
 
-    fn render<D: Device<f32>, O: OutputDistribution<1>>(
+    fn render<D: Backend, O: OutputDistribution<1>>(
         &self,
         model: &Model<1, 1, D, O>,
         out_dir: &Path,
@@ -175,7 +175,7 @@ impl Domain<1, 1> for PolynomialDomain {
         render::render(self, model, out_dir, seed)
     }
 
-    fn evaluate<D: Device<f32>, O: OutputDistribution<1>>(
+    fn evaluate<D: Backend, O: OutputDistribution<1>>(
         &self,
         model: &Model<1, 1, D, O>,
         out_dir: &Path,

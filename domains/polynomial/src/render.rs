@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::deps::dfdx::tensor_ops::Device;
+use pixel_transformer::kernels::Backend;
 use pixel_transformer::plot::{plot_function_grid, plot_lines, FunctionPanel, LineChart, Series};
 use pixel_transformer::{
     signal::random_position, trainer::read_log, Domain, Model, Observations, OutputDistribution,
@@ -22,7 +22,7 @@ const ROWS: usize = 3;
 /// Sampled functions per panel.
 const SAMPLES: usize = 3;
 
-pub(crate) fn render<D: Device<f32>, O: OutputDistribution<1>>(
+pub(crate) fn render<D: Backend, O: OutputDistribution<1>>(
     domain: &PolynomialDomain,
     model: &Model<1, 1, D, O>,
     out_dir: &Path,
