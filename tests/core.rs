@@ -26,6 +26,7 @@ fn settings(seed: u64) -> TrainSettings {
             max_observed: 12,
             queries: 10,
         },
+        cosine_decay_steps: None,
     }
 }
 
