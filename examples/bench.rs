@@ -1,0 +1,252 @@
+//! Speed and memory benchmark: one JSON line per run.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --config mnist-small --steps 10 --warmup 2
+//! cargo run --release --example bench -- --config sample-mnist --mode sample
+//! cargo run --release --example bench -- --config mnist-small --observed 1024 --queries 1024   # scaling
+//! ```
+//!
+//! The configurations mirror the PyTorch reference (`shared/tools/torch-reference/bench.py`):
+//! same architecture sizes, batch shapes, random data, Adam. One difference to
+//! keep in mind when comparing: this model has no dropout (the reference applies
+//! dropout 0.1 to sub-layer outputs), and it uses pre-norm blocks (the reference
+//! normalises sub-layer outputs); both change the cost by a few element-wise passes.
+
+use std::time::Instant;
+
+use clap::Parser;
+use pixel_transformer::deps::dfdx::prelude::*;
+use pixel_transformer::kernels::Backend;
+use pixel_transformer::optim::Adam;
+use pixel_transformer::{
+    BinnedMixture, Model, ModelConfig, ModelInput, Observations, OutputDistribution, SampleOptions,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// poly | mnist-small | mnist | cifar | sample-mnist
+    #[arg(long, default_value = "mnist-small")]
+    config: String,
+    /// Timed steps (train) or timed sample draws (sample).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// train | sample (sample-mnist implies sample).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Worker threads [default: rayon's choice, one per core].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Override |S| (observed samples per signal).
+    #[arg(long)]
+    observed: Option<usize>,
+    /// Override |Q| (queries per signal; values drawn in sample mode).
+    #[arg(long)]
+    queries: Option<usize>,
+    /// cpu | cuda
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Clone, Copy)]
+struct Shape {
+    p: usize,
+    v: usize,
+    bins: usize,
+    embed: usize,
+    layers: usize,
+    batch: usize,
+    observed: usize,
+    queries: usize,
+}
+
+fn config(name: &str) -> anyhow::Result<Shape> {
+    let s = |p, v, bins, embed, layers, batch, observed, queries| Shape {
+        p,
+        v,
+        bins,
+        embed,
+        layers,
+        batch,
+        observed,
+        queries,
+    };
+    Ok(match name {
+        "poly" => s(1, 1, 1, 128, 10, 32, 20, 20),
+        "mnist-small" => s(2, 1, 32, 64, 4, 16, 256, 256),
+        "mnist" => s(2, 1, 32, 128, 10, 6, 512, 512),
+        "cifar" => s(2, 3, 512, 128, 10, 6, 2048, 2048),
+        "sample-mnist" => s(2, 1, 32, 64, 4, 1, 32, 784),
+        other => anyhow::bail!(
+            "unknown config `{other}` (poly, mnist-small, mnist, cifar, sample-mnist)"
+        ),
+    })
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(|a, b| a.total_cmp(b));
+    if xs.is_empty() {
+        f64::NAN
+    } else {
+        xs[xs.len() / 2]
+    }
+}
+
+fn run<const P: usize, const V: usize, D: Backend>(
+    args: &Args,
+    shape: Shape,
+    sample: bool,
+    device: D,
+) -> anyhow::Result<serde_json::Value> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let distribution = if shape.bins == 1 {
+        BinnedMixture::gaussian(V, 1e-3)
+    } else {
+        let centres: Vec<[f32; V]> = (0..shape.bins)
+            .map(|_| std::array::from_fn(|_| rng.gen()))
+            .collect();
+        BinnedMixture::with_centres(&centres, 0.1, 1e-3)?
+    };
+    let config = ModelConfig {
+        embed_dim: shape.embed,
+        heads: 4,
+        ff_dim: 4 * shape.embed,
+        encoder_layers: shape.layers,
+        decoder_layers: shape.layers,
+        fourier_scale: 2.0,
+    };
+    let mut model = Model::<P, V, D, BinnedMixture>::new(config, distribution, 0, &device)?;
+    let params = model.num_params();
+    let random_set = |rng: &mut ChaCha8Rng, n: usize| {
+        let mut s = Observations::<P, V>::new();
+        for _ in 0..n {
+            s.push(
+                std::array::from_fn(|_| rng.gen_range(-1.0..1.0)),
+                std::array::from_fn(|_| rng.gen()),
+            );
+        }
+        s
+    };
+    let mut result = serde_json::json!({
+        "config": args.config,
+        "mode": if sample { "sample" } else { "train" },
+        "params": params,
+        "threads": rayon::current_num_threads(),
+        "device": args.device,
+        "observed": shape.observed,
+        "queries": shape.queries,
+        "batch": shape.batch,
+    });
+    if sample {
+        // Exact autoregressive sampling: every value is drawn by a full network
+        // pass conditioned on the observations plus everything drawn so far.
+        let observed = random_set(&mut rng, shape.observed);
+        let positions: Vec<[f32; P]> = (0..shape.queries)
+            .map(|_| std::array::from_fn(|_| rng.gen_range(-1.0..1.0)))
+            .collect();
+        let mut times = Vec::new();
+        for i in 0..args.warmup + args.steps.max(1) {
+            let opts = SampleOptions {
+                samples: 1,
+                autoregressive: None,
+                temperature: 1.0,
+                seed: i as u64,
+            };
+            let start = Instant::now();
+            model.sample(&observed, &positions, &opts)?;
+            if i >= args.warmup {
+                times.push(start.elapsed().as_secs_f64() * 1e3 / shape.queries as f64);
+            }
+        }
+        result["ms_per_sample_value"] = serde_json::json!(median(times));
+    } else {
+        let mut adam = Adam::new(1e-4);
+        let mut times = Vec::new();
+        for i in 0..args.warmup + args.steps.max(1) {
+            let sets: Vec<Observations<P, V>> = (0..shape.batch)
+                .map(|_| random_set(&mut rng, shape.observed))
+                .collect();
+            let queries: Vec<Vec<[f32; P]>> = (0..shape.batch)
+                .map(|_| {
+                    (0..shape.queries)
+                        .map(|_| std::array::from_fn(|_| rng.gen_range(-1.0..1.0)))
+                        .collect()
+                })
+                .collect();
+            let targets: Vec<[f32; V]> = (0..shape.batch * shape.queries)
+                .map(|_| std::array::from_fn(|_| rng.gen()))
+                .collect();
+            let start = Instant::now();
+            let inputs: Vec<ModelInput<P, V>> = sets
+                .iter()
+                .zip(&queries)
+                .map(|(s, q)| ModelInput {
+                    observed: s,
+                    queries: q,
+                })
+                .collect();
+            let head = model.forward(&inputs, OwnedTape::default())?;
+            let loss = model.distribution().loss(head, &targets)?;
+            let grads = loss.backward();
+            adam.step(model.params_mut(), &grads);
+            if i >= args.warmup {
+                times.push(start.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        result["ms_per_train_step_min"] =
+            serde_json::json!(times.iter().cloned().fold(f64::INFINITY, f64::min));
+        result["ms_per_train_step_median"] = serde_json::json!(median(times));
+    }
+    result["peak_rss_mib"] = serde_json::json!(peak_rss_mib());
+    Ok(result)
+}
+
+fn dispatch<D: Backend>(args: &Args, device: D) -> anyhow::Result<serde_json::Value> {
+    let mut shape = config(&args.config)?;
+    shape.observed = args.observed.unwrap_or(shape.observed);
+    shape.queries = args.queries.unwrap_or(shape.queries);
+    let sample = args.mode.as_deref() == Some("sample") || args.config == "sample-mnist";
+    match (shape.p, shape.v) {
+        (1, 1) => run::<1, 1, D>(args, shape, sample, device),
+        (2, 1) => run::<2, 1, D>(args, shape, sample, device),
+        (2, 3) => run::<2, 3, D>(args, shape, sample, device),
+        _ => unreachable!("configs above use only these dimensions"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(t) = args.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(t)
+            .build_global()?;
+    }
+    let result = match args.device.as_str() {
+        "cpu" => dispatch(&args, Cpu::seed_from_u64(0))?,
+        #[cfg(feature = "cuda")]
+        "cuda" => dispatch(
+            &args,
+            Cuda::try_seed_from_u64(0).map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        )?,
+        other => anyhow::bail!(
+            "device `{other}` is not available in this build (cuda needs --features cuda)"
+        ),
+    };
+    println!("{result}");
+    Ok(())
+}
