@@ -23,6 +23,21 @@ pub type Flat<D, T> = Tensor<(usize, usize), f32, D, T>;
 /// Attention scores: batch × heads × queries × keys.
 pub type Scores<D, T> = Tensor<(usize, usize, usize, usize), f32, D, T>;
 
+/// The scalars of one Adam step (see [`Backend::adam_update`]).
+#[derive(Debug, Clone, Copy)]
+pub struct AdamStep {
+    /// Bias-corrected learning rate, `lr / (1 − β1^t)`.
+    pub step: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Second-moment bias correction, `1 − β2^t`.
+    pub c2: f32,
+    /// Denominator epsilon.
+    pub eps: f32,
+}
+
 /// Rows at or above this many elements are processed in parallel.
 const PARALLEL_MIN: usize = 1 << 16;
 
@@ -54,6 +69,21 @@ pub trait Backend: Device<f32> {
             .reshape_like(&(n,))
             .broadcast_like::<_, Axis<0>>(&(rows, n));
         x.normalize::<Axis<1>>(eps) * g + s
+    }
+
+    /// One Adam update of `param` in place, with bias-corrected step size
+    /// `step = lr / (1 − β1^t)` and second-moment correction `c2 = 1 − β2^t`.
+    fn adam_update(
+        param: &mut Param<Self>,
+        grad: Param<Self>,
+        m: &mut Param<Self>,
+        v: &mut Param<Self>,
+        h: AdamStep,
+    ) {
+        *m = m.clone() * h.beta1 + grad.clone() * (1.0 - h.beta1);
+        *v = v.clone() * h.beta2 + grad.square() * (1.0 - h.beta2);
+        let denom = (v.clone() / h.c2).sqrt() + h.eps;
+        *param = param.clone() - m.clone() / denom * h.step;
     }
 
     /// `softmax(scale · scores + key_bias)` over the last axis; `key_bias` is batch × keys.
@@ -101,6 +131,39 @@ fn accumulate(dst: &mut [f32], src: &[f32]) {
 }
 
 impl Backend for Cpu {
+    fn adam_update(
+        param: &mut Param<Self>,
+        grad: Param<Self>,
+        m: &mut Param<Self>,
+        v: &mut Param<Self>,
+        h: AdamStep,
+    ) {
+        // One fused pass instead of ten element-wise tensor ops, each of which
+        // would allocate a parameter-sized buffer.
+        let (g, mut p, mut mm, mut vv) = (host(&grad), host(param), host(m), host(v));
+        let update = |((p, m), v): ((&mut f32, &mut f32), &mut f32), g: &f32| {
+            *m = h.beta1 * *m + (1.0 - h.beta1) * g;
+            *v = h.beta2 * *v + (1.0 - h.beta2) * g * g;
+            *p -= h.step * *m / ((*v / h.c2).sqrt() + h.eps);
+        };
+        if p.len() >= PARALLEL_MIN {
+            p.par_iter_mut()
+                .zip(mm.par_iter_mut())
+                .zip(vv.par_iter_mut())
+                .zip(g.par_iter())
+                .for_each(|(a, g)| update(a, g));
+        } else {
+            p.iter_mut()
+                .zip(mm.iter_mut())
+                .zip(vv.iter_mut())
+                .zip(g.iter())
+                .for_each(|(a, g)| update(a, g));
+        }
+        param.copy_from(&p);
+        m.copy_from(&mm);
+        v.copy_from(&vv);
+    }
+
     fn add_bias<T: Tape<f32, Self>>(x: Flat<Self, T>, bias: &Param<Self>) -> Flat<Self, T> {
         let (x, mut tape) = x.split_tape();
         let (rows, n) = *x.shape();
@@ -348,5 +411,36 @@ mod tests {
             &fused.backward().get(&scores).as_vec(),
             &reference.backward().get(&scores).as_vec(),
         );
+    }
+
+    #[test]
+    fn fused_adam_matches_the_textbook_update() {
+        let dev = Cpu::default();
+        let (mut p, g, mut m, mut v) = (
+            rand_tensor(&dev, (40, 30), 1),
+            rand_tensor(&dev, (40, 30), 2),
+            rand_tensor(&dev, (40, 30), 3),
+            rand_tensor(&dev, (40, 30), 4),
+        );
+        let mut v_pos = dev.tensor_from_vec(v.as_vec().iter().map(|x| x.abs()).collect(), (40, 30));
+        std::mem::swap(&mut v, &mut v_pos);
+        let h = AdamStep {
+            step: 0.01,
+            beta1: 0.9,
+            beta2: 0.999,
+            c2: 0.5,
+            eps: 1e-8,
+        };
+        let (p0, g0, m0, v0) = (p.as_vec(), g.as_vec(), m.as_vec(), v.as_vec());
+        Cpu::adam_update(&mut p, g, &mut m, &mut v, h);
+        for i in 0..p0.len() {
+            let mi = 0.9 * m0[i] + 0.1 * g0[i];
+            let vi = 0.999 * v0[i] + 0.001 * g0[i] * g0[i];
+            let pi = p0[i] - 0.01 * mi / ((vi / 0.5).sqrt() + 1e-8);
+            close(
+                &[p.as_vec()[i], m.as_vec()[i], v.as_vec()[i]],
+                &[pi, mi, vi],
+            );
+        }
     }
 }

@@ -370,22 +370,12 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         self.params[index].retaped::<T>()
     }
 
-    /// A `1 × n` parameter broadcast to `rows × n`.
-    fn rows<T: Tape<f32, D>>(&self, index: usize, rows: usize) -> Flat<D, T> {
-        let n = self.params[index].shape().1;
-        self.p::<T>(index)
-            .reshape_like(&(n,))
-            .broadcast_like::<_, Axis<0>>(&(rows, n))
-    }
-
     fn linear<T: Tape<f32, D>>(&self, l: Linear, x: Flat<D, T>) -> Flat<D, T> {
-        let rows = x.shape().0;
-        x.matmul(self.p::<T>(l.weight)) + self.rows::<T>(l.bias, rows)
+        D::add_bias(x.matmul(self.p::<T>(l.weight)), &self.params[l.bias])
     }
 
     fn norm<T: Tape<f32, D>>(&self, n: LayerNorm, x: Flat<D, T>) -> Flat<D, T> {
-        let rows = x.shape().0;
-        x.normalize::<Axis<1>>(1e-5) * self.rows::<T>(n.gain, rows) + self.rows::<T>(n.shift, rows)
+        D::layer_norm(x, &self.params[n.gain], &self.params[n.shift], 1e-5)
     }
 
     /// Multi-head attention of `b` groups of `sq` queries over `sk` keys.
@@ -417,15 +407,8 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
             .linear(a.value, keys)
             .reshape_like(&(b, sk, h, dh))
             .permute::<S4, Axes4<0, 2, 1, 3>>();
-        let mut scores = q.matmul(k) * (1.0 / (dh as f32).sqrt());
-        if let Some(bias) = key_bias {
-            scores = scores
-                + bias
-                    .clone()
-                    .broadcast_like::<_, Axes2<1, 2>>(&(b, h, sq, sk));
-        }
-        let mixed = scores
-            .softmax::<Axis<3>>()
+        let weights = D::scaled_masked_softmax(q.matmul(k), 1.0 / (dh as f32).sqrt(), key_bias);
+        let mixed = weights
             .matmul(v)
             .permute::<S4, Axes4<0, 2, 1, 3>>()
             .reshape_like(&(b * sq, w));

@@ -7,11 +7,12 @@
 
 use dfdx::prelude::*;
 
+use crate::kernels::{AdamStep, Backend};
 use crate::model::Param;
 
 /// Adam optimizer state (Kingma & Ba, 2015), without weight decay.
 #[derive(Debug, Clone)]
-pub struct Adam<D: Device<f32>> {
+pub struct Adam<D: Backend> {
     /// Learning rate.
     pub learning_rate: f64,
     /// Exponential decay of the first and second moment estimates.
@@ -26,7 +27,7 @@ pub struct Adam<D: Device<f32>> {
     pub v: Vec<Param<D>>,
 }
 
-impl<D: Device<f32>> Adam<D> {
+impl<D: Backend> Adam<D> {
     /// A fresh optimizer with PyTorch's default betas and epsilon.
     pub fn new(learning_rate: f64) -> Self {
         Self {
@@ -49,16 +50,17 @@ impl<D: Device<f32>> Adam<D> {
             self.v = self.m.clone();
         }
         self.t += 1;
-        let [b1, b2] = self.betas.map(|b| b as f32);
-        let c1 = 1.0 - b1.powi(self.t as i32);
-        let c2 = 1.0 - b2.powi(self.t as i32);
-        let step = self.learning_rate as f32 / c1;
+        let [beta1, beta2] = self.betas.map(|b| b as f32);
+        let h = AdamStep {
+            step: self.learning_rate as f32 / (1.0 - beta1.powi(self.t as i32)),
+            beta1,
+            beta2,
+            c2: 1.0 - beta2.powi(self.t as i32),
+            eps: self.eps as f32,
+        };
         for ((p, m), v) in params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
             let g = grads.get(p);
-            *m = m.clone() * b1 + g.clone() * (1.0 - b1);
-            *v = v.clone() * b2 + g.square() * (1.0 - b2);
-            let denom = (v.clone() / c2).sqrt() + self.eps as f32;
-            *p = p.clone() - m.clone() / denom * step;
+            D::adam_update(p, g, m, v, h);
         }
     }
 }
