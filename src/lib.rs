@@ -27,6 +27,7 @@ pub mod inference;
 pub mod io;
 pub mod kernels;
 pub mod kmeans;
+pub mod limits;
 pub mod model;
 pub mod optim;
 pub mod plot;

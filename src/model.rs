@@ -443,6 +443,20 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         let e = self.config.embed_dim;
         let w = self.config.width();
         let dev = &self.device;
+        let c = &self.config;
+        let needed = crate::limits::pass_bytes(
+            b,
+            s,
+            nq,
+            w,
+            c.ff_dim,
+            c.heads,
+            (c.encoder_layers, c.decoder_layers),
+            T::OWNS_TAPE,
+        );
+        crate::limits::check(needed, || {
+            format!("a pass over {b} signals with |S| = {s} and |Q| = {nq}")
+        })?;
 
         // Encoder input: prior token, then one token per observed pair (padded to s).
         let prior = self.params[self.prior_token]

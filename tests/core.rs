@@ -395,3 +395,17 @@ fn sampling_is_seeded_and_agrees_with_observations_in_shape() {
         )
         .is_err());
 }
+
+#[test]
+fn requests_beyond_the_memory_budget_are_refused_before_allocating() {
+    let model = fresh(1).model;
+    let big = Observations::from_pairs(vec![[0.0]; 5000], vec![[0.0]; 5000]).unwrap();
+    let err = pixel_transformer::limits::with_budget(10 << 20, || {
+        model.predict(&[ModelInput {
+            observed: &big,
+            queries: &[[0.0]],
+        }])
+    });
+    let err = err.unwrap_err().to_string();
+    assert!(err.contains("GiB") && err.contains("|S| = 5000"), "{err}");
+}
