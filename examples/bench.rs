@@ -47,6 +47,12 @@ struct Args {
     /// Override |Q| (queries per signal; values drawn in sample mode).
     #[arg(long)]
     queries: Option<usize>,
+    /// Sample mode: values drawn per network pass (1 = exact; more is an approximation).
+    #[arg(long, default_value_t = 1)]
+    per_pass: usize,
+    /// Sample mode: also score each sample under the exact model (one more pass per value, untimed).
+    #[arg(long)]
+    score: bool,
     /// cpu | cuda
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -160,20 +166,31 @@ fn run<const P: usize, const V: usize, D: Backend>(
             .map(|_| std::array::from_fn(|_| rng.gen_range(-1.0..1.0)))
             .collect();
         let mut times = Vec::new();
+        let mut scores = Vec::new();
         for i in 0..args.warmup + args.steps.max(1) {
             let opts = SampleOptions {
                 samples: 1,
                 autoregressive: None,
                 temperature: 1.0,
                 seed: i as u64,
+                values_per_pass: args.per_pass,
             };
             let start = Instant::now();
-            model.sample(&observed, &positions, &opts)?;
+            let drawn = model.sample(&observed, &positions, &opts)?;
             if i >= args.warmup {
                 times.push(start.elapsed().as_secs_f64() * 1e3 / shape.queries as f64);
+                if args.score {
+                    let ll = model.sequence_log_prob(&observed, &positions, &drawn[0], 1)?;
+                    scores.push(ll / shape.queries as f64);
+                }
             }
         }
         result["ms_per_sample_value"] = serde_json::json!(median(times));
+        result["values_per_pass"] = serde_json::json!(args.per_pass);
+        if args.score {
+            result["exact_log_likelihood_per_value"] =
+                serde_json::json!(scores.iter().sum::<f64>() / scores.len().max(1) as f64);
+        }
     } else {
         let mut adam = Adam::new(1e-4);
         let mut times = Vec::new();

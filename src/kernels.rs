@@ -206,7 +206,11 @@ impl Backend for Cpu {
             };
             rstd.copy_from_slice(&stats);
         }
-        let mut out = xhat.clone();
+        let mut out = if T::OWNS_TAPE {
+            xhat.clone()
+        } else {
+            std::mem::take(&mut xhat)
+        };
         for_rows(&mut out, n, |_, r| {
             for j in 0..n {
                 r[j] = r[j] * g[j] + s[j];
@@ -279,10 +283,11 @@ impl Backend for Cpu {
             r.iter_mut().for_each(|v| *v *= inv);
         });
         let _ = b;
-        let out = scores.device().tensor_from_vec(p.clone(), shape);
         if !T::OWNS_TAPE {
-            return out.put_tape(tape);
+            // Inference: nothing to keep for a backward pass.
+            return scores.device().tensor_from_vec(p, shape).put_tape(tape);
         }
+        let out = scores.device().tensor_from_vec(p.clone(), shape);
         let (s_id, out_id) = (scores.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             // d scores = scale · p ⊙ (dp − Σ p·dp), row by row.

@@ -366,6 +366,7 @@ fn sampling_is_seeded_and_agrees_with_observations_in_shape() {
         autoregressive: Some(5),
         temperature: 0.9,
         seed: 4,
+        values_per_pass: 1,
     };
     let a = model.sample(&s, &grid, &opts).unwrap();
     let b = model.sample(&s, &grid, &opts).unwrap();
@@ -408,4 +409,31 @@ fn requests_beyond_the_memory_budget_are_refused_before_allocating() {
     });
     let err = err.unwrap_err().to_string();
     assert!(err.contains("GiB") && err.contains("|S| = 5000"), "{err}");
+}
+
+#[test]
+fn several_values_per_pass_is_seeded_and_scored_by_the_exact_model() {
+    let model = fresh(9).model;
+    let (s, _) = probe();
+    let grid: Vec<[f32; 1]> = Grid::new([16]).positions();
+    let opts = pixel_transformer::SampleOptions {
+        samples: 2,
+        autoregressive: None,
+        temperature: 1.0,
+        seed: 1,
+        values_per_pass: 4,
+    };
+    let a = model.sample(&s, &grid, &opts).unwrap();
+    assert_eq!(a, model.sample(&s, &grid, &opts).unwrap());
+    assert!(a.iter().flatten().all(|v| v[0].is_finite()));
+    let ll = model.sequence_log_prob(&s, &grid, &a[0], 3).unwrap();
+    assert!(ll.is_finite());
+    // The chain-rule score of a signal equals the sum of its per-step log-probabilities:
+    // with a single position it is just the marginal log-density.
+    let one = model
+        .sequence_log_prob(&s, &grid[..1], &a[0][..1], 0)
+        .unwrap();
+    let direct = model.log_probs(&s, &grid[..1], &a[0][..1]).unwrap()[0] as f64;
+    assert!((one - direct).abs() < 1e-6);
+    assert!(model.sequence_log_prob(&s, &grid, &a[0][..3], 0).is_err());
 }

@@ -55,6 +55,7 @@ pub(crate) fn render<D: Backend, O: OutputDistribution<1>>(
                     autoregressive: None,
                     temperature: 1.0,
                     seed: seed + row as u64,
+                    values_per_pass: 1,
                 },
             )?;
             let bx: Vec<f64> = s.positions.iter().map(|x| x[0] as f64).collect();
