@@ -76,6 +76,10 @@ pub enum Command {
         /// Steps between checkpoints.
         #[arg(long, default_value_t = 500)]
         checkpoint_every: u64,
+        /// With --resume: end the cosine learning-rate schedule at the new
+        /// --steps instead of the one the run started with (shorten or extend a run).
+        #[arg(long, requires = "resume")]
+        reschedule: bool,
     },
     /// Write pictures of mean fields and samples for a few test signals.
     Sample,
@@ -226,6 +230,7 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
         Some(Command::Train {
             resume,
             checkpoint_every,
+            reschedule,
         }) => {
             let mut state = if *resume {
                 TrainState::<P, V, D, BinnedMixture>::resume(&existing, Dm::NAME, &device)
@@ -239,6 +244,9 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                 cli_domain
             };
             let steps = common.steps.unwrap_or(domain.defaults().steps);
+            if *reschedule && state.settings.cosine_decay_steps.is_some() {
+                state.settings.cosine_decay_steps = Some(steps);
+            }
             let mut options = TrainOptions::new(steps, &out_dir);
             options.checkpoint_every = *checkpoint_every;
             options.progress = !common.quiet;
