@@ -66,6 +66,19 @@ pub trait OutputDistribution<const V: usize>:
 }
 
 /// The paper's binned Gaussian mixture (a plain Gaussian when it has one bin).
+///
+/// ```
+/// use pixel_transformer::{BinnedMixture, OutputDistribution};
+///
+/// // Two bins at 0 and 1. A query's parameters: logits, offsets, log-variances.
+/// let d = BinnedMixture::with_centres(&[[0.0f32], [1.0]], 0.1, 1e-3)?;
+/// let params = [0.0, 0.0, 0.0, 0.0, (0.01f32).ln(), (0.01f32).ln()];
+/// assert!((OutputDistribution::<1>::mean(&d, &params)[0] - 0.5).abs() < 1e-6);
+/// let near_a_bin = OutputDistribution::<1>::log_prob(&d, &params, &[1.0]);
+/// let between = OutputDistribution::<1>::log_prob(&d, &params, &[0.5]);
+/// assert!(near_a_bin > between);
+/// # Ok::<(), pixel_transformer::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BinnedMixture {
     /// Value dimensions `V`.

@@ -69,6 +69,22 @@ impl<const V: usize, O: OutputDistribution<V>> Marginals<V, O> {
 }
 
 /// How to draw whole-signal samples.
+///
+/// ```
+/// use pixel_transformer::deps::dfdx::prelude::Cpu;
+/// use pixel_transformer::{BinnedMixture, Grid, Model, Observations, Preset, SampleOptions};
+///
+/// let model = Model::<1, 1, Cpu, BinnedMixture>::new(
+///     Preset::Tiny.config(), BinnedMixture::gaussian(1, 1e-3), 0, &Cpu::default())?;
+/// let observed = Observations::from_pairs(vec![[0.0]], vec![[1.0]])?;
+/// let grid = Grid::new([32]).positions();
+/// // Three samples; the first 8 positions of each drawn one at a time, the rest by the mean.
+/// let options = SampleOptions { samples: 3, autoregressive: Some(8), temperature: 0.9, seed: 7, ..Default::default() };
+/// let samples = model.sample(&observed, &grid, &options)?;
+/// assert_eq!((samples.len(), samples[0].len()), (3, 32));
+/// assert_eq!(samples, model.sample(&observed, &grid, &options)?); // seeded
+/// # Ok::<(), pixel_transformer::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleOptions {
     /// Number of samples (drawn together, one batch item each).

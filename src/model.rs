@@ -164,6 +164,24 @@ struct Block {
 }
 
 /// The network: architecture, parameters and output distribution.
+///
+/// ```
+/// use pixel_transformer::deps::dfdx::prelude::Cpu;
+/// use pixel_transformer::{BinnedMixture, Model, Observations, Preset};
+///
+/// // A 1-D signal (P = 1) with one value per position (V = 1) and a Gaussian output.
+/// let model = Model::<1, 1, Cpu, BinnedMixture>::new(
+///     Preset::Tiny.config(),
+///     BinnedMixture::gaussian(1, 1e-3),
+///     42, // seed: the same seed gives the same weights
+///     &Cpu::default(),
+/// )?;
+/// let observed = Observations::from_pairs(vec![[-0.5], [0.5]], vec![[1.0], [0.0]])?;
+/// let marginals = model.marginals(&observed, &[[0.0], [0.9]])?;
+/// let (mean, std) = (marginals.mean(0), marginals.std(0));
+/// assert!(mean[0].is_finite() && std[0] > 0.0);
+/// # Ok::<(), pixel_transformer::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Model<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> {
     config: ModelConfig,

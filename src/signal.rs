@@ -39,6 +39,14 @@ pub trait SpatialSignal<const P: usize, const V: usize> {
 ///
 /// It may be empty (unconditional generation). Order does not matter to the
 /// model: predictions are invariant to permutations of the set.
+///
+/// ```
+/// use pixel_transformer::Observations;
+/// let mut s = Observations::<2, 3>::new(); // 2-D positions, RGB values
+/// s.push([0.0, 0.5], [1.0, 0.0, 0.0]);
+/// assert_eq!(s.len(), 1);
+/// assert!(Observations::<1, 1>::from_pairs(vec![[f32::NAN]], vec![[0.0]]).is_err());
+/// ```
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observations<const P: usize, const V: usize> {
     /// Observed positions, each in `[-1, 1]^P`.
@@ -120,6 +128,12 @@ pub fn check_positions<const P: usize>(positions: &[[f32; P]], what: &str) -> Re
 }
 
 /// A regular grid over `[-1, 1]^P`: pixel centres, voxels, frames, or sample points of a curve.
+///
+/// ```
+/// use pixel_transformer::Grid;
+/// let image = Grid::new([4, 2]); // 4 columns, 2 rows
+/// assert_eq!(image.positions()[..2], [[-0.75, -0.5], [-0.25, -0.5]]);
+/// ```
 ///
 /// Cell `i` along an axis of `n` cells has its centre at `-1 + (2i + 1) / n`.
 /// Positions are enumerated with the first axis (x) varying fastest, so an
