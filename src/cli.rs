@@ -85,6 +85,9 @@ pub enum Command {
     Sample,
     /// Evaluate on held-out signals and print a table.
     Eval,
+    /// Write the weights of --checkpoint (without optimizer state, about a third
+    /// of the size) as a new checkpoint in --out, e.g. to ship with a crate.
+    Export,
     /// Answer JSON-lines requests (see the book's reference chapter).
     Predict {
         /// Requests file [default: standard input].
@@ -257,6 +260,24 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
             for p in domain.render(&model, &out_dir, common.seed)? {
                 println!("wrote {}", p.display());
             }
+        }
+        Some(Command::Export) => {
+            let source = checkpoint
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("export needs --checkpoint DIR"))?;
+            if checkpoint::checkpoint_file(&source) == checkpoint::checkpoint_file(&out_dir) {
+                bail!("export would overwrite its source; choose another --out");
+            }
+            let loaded = checkpoint::load::<P, V, D, BinnedMixture>(&source, Dm::NAME, &device)?;
+            checkpoint::save(
+                &out_dir,
+                &loaded.model,
+                None,
+                loaded.meta.domain,
+                &loaded.meta.training,
+                loaded.meta.step,
+            )?;
+            println!("wrote {}", checkpoint::checkpoint_file(&out_dir).display());
         }
         Some(Command::Eval) => {
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;

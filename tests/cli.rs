@@ -34,6 +34,18 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
     let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
     assert_eq!(meta.step, 9);
     run(&["sample", "--out", out]).unwrap();
+    let shipped = dir.path().join("shipped");
+    run(&[
+        "export",
+        "--checkpoint",
+        out,
+        "--out",
+        shipped.to_str().unwrap(),
+    ])
+    .unwrap();
+    let exported = pixel_transformer::checkpoint::read_meta(&shipped).unwrap();
+    assert!(!exported.has_optimizer && exported.step == 9);
+    assert!(run(&["export", "--checkpoint", out, "--out", out]).is_err());
     for f in ["samples.png", "samples.svg", "training_curve.png"] {
         assert!(dir.path().join(f).exists(), "{f} missing");
     }
