@@ -164,6 +164,7 @@ fn sampling_agrees() {
         autoregressive: Some(8),
         temperature: 1.0,
         seed: 9,
+        values_per_pass: 1,
     };
     let a = cpu.sample(&sets[0], &grid, &opts).unwrap();
     let b = gpu.sample(&sets[0], &grid, &opts).unwrap();
