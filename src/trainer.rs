@@ -327,3 +327,50 @@ pub fn read_log(path: &Path) -> Result<Vec<LogLine>> {
         })
         .collect()
 }
+
+/// Draws `out_dir/train.jsonl` (training loss per step, held-out loss where
+/// measured) as `training_curve.png` and `.svg` in `out_dir`. Returns the files
+/// written; none when there is no log (e.g. a downloaded checkpoint).
+pub fn plot_training_curve(out_dir: &Path) -> Result<Vec<PathBuf>> {
+    use crate::plot::{plot_lines, LineChart, Series};
+    let log = out_dir.join("train.jsonl");
+    if !log.exists() {
+        return Ok(Vec::new());
+    }
+    let lines = read_log(&log)?;
+    if lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    let chart = LineChart {
+        title: "training curve".into(),
+        x_label: "step".into(),
+        y_label: "loss".into(),
+        log_x: false,
+        log_y: false,
+        series: vec![
+            Series {
+                name: "train loss".into(),
+                points: lines
+                    .iter()
+                    .map(|l| (l.step as f64, l.loss as f64))
+                    .collect(),
+                dashed: false,
+            },
+            Series {
+                name: "held-out loss".into(),
+                points: lines
+                    .iter()
+                    .filter_map(|l| l.heldout_loss.map(|h| (l.step as f64, h as f64)))
+                    .collect(),
+                dashed: false,
+            },
+        ],
+    };
+    let mut written = Vec::new();
+    for ext in ["png", "svg"] {
+        let path = out_dir.join(format!("training_curve.{ext}"));
+        plot_lines(&path, &chart)?;
+        written.push(path);
+    }
+    Ok(written)
+}

@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use pixel_transformer::kernels::Backend;
-use pixel_transformer::plot::{plot_function_grid, plot_lines, FunctionPanel, LineChart, Series};
+use pixel_transformer::plot::{plot_function_grid, FunctionPanel};
 use pixel_transformer::{
-    signal::random_position, trainer::read_log, Domain, Model, Observations, OutputDistribution,
-    Result, SampleOptions, SpatialSignal, Split,
+    signal::random_position, trainer::plot_training_curve, Domain, Model, Observations,
+    OutputDistribution, Result, SampleOptions, SpatialSignal, Split,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -88,38 +88,6 @@ pub(crate) fn render<D: Backend, O: OutputDistribution<1>>(
         plot_function_grid(&path, &panels, SIZES.len())?;
         written.push(path);
     }
-    let log = out_dir.join("train.jsonl");
-    if log.exists() {
-        let lines = read_log(&log)?;
-        let mut series = vec![Series {
-            name: "train loss".into(),
-            points: lines
-                .iter()
-                .map(|l| (l.step as f64, l.loss as f64))
-                .collect(),
-            dashed: false,
-        }];
-        series.push(Series {
-            name: "held-out loss".into(),
-            points: lines
-                .iter()
-                .filter_map(|l| l.heldout_loss.map(|h| (l.step as f64, h as f64)))
-                .collect(),
-            dashed: false,
-        });
-        let chart = LineChart {
-            title: "training curve".into(),
-            x_label: "step".into(),
-            y_label: "loss (Gaussian NLL, nats)".into(),
-            log_x: false,
-            log_y: false,
-            series,
-        };
-        for ext in ["png", "svg"] {
-            let path = out_dir.join(format!("training_curve.{ext}"));
-            plot_lines(&path, &chart)?;
-            written.push(path);
-        }
-    }
+    written.extend(plot_training_curve(out_dir)?);
     Ok(written)
 }
