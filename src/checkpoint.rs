@@ -150,10 +150,10 @@ pub struct Loaded<const P: usize, const V: usize, D: Backend, O: OutputDistribut
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta> {
     let file = checkpoint_file(path);
     let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-    parse_meta(&file, &bytes)
+    parse_meta(&file, &bytes, None)
 }
 
-fn parse_meta(file: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
+fn parse_meta(file: &Path, bytes: &[u8], expected_domain: Option<&str>) -> Result<CheckpointMeta> {
     let bad = |message: String| Error::Checkpoint {
         path: file.to_path_buf(),
         message,
@@ -176,6 +176,15 @@ fn parse_meta(file: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
         return Err(bad(format!(
             "format version {version:?}, but this build reads version {FORMAT_VERSION} (written by pixel-transformer {})",
             raw.get("crate_version").and_then(|v| v.as_str()).unwrap_or("unknown")
+        )));
+    }
+    let domain = raw
+        .get("domain_name")
+        .and_then(|d| d.as_str())
+        .unwrap_or("unknown");
+    if let Some(expected) = expected_domain.filter(|e| *e != domain) {
+        return Err(bad(format!(
+            "trained on domain `{domain}`, but this is the `{expected}` domain"
         )));
     }
     serde_json::from_value(raw.clone()).map_err(|e| {
@@ -201,7 +210,7 @@ pub fn load<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
         message,
     };
     let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-    let meta = parse_meta(&file, &bytes)?;
+    let meta = parse_meta(&file, &bytes, Some(expected_domain))?;
     if meta.domain_name != expected_domain {
         return Err(bad(format!(
             "trained on domain `{}`, but this is the `{expected_domain}` domain",

@@ -80,6 +80,9 @@ pub enum Command {
         /// --steps instead of the one the run started with (shorten or extend a run).
         #[arg(long, requires = "resume")]
         reschedule: bool,
+        /// Start a fresh run even if --out already holds one (it is replaced).
+        #[arg(long, conflicts_with = "resume")]
+        overwrite: bool,
     },
     /// Write pictures of mean fields and samples for a few test signals.
     Sample,
@@ -138,8 +141,7 @@ pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
             #[cfg(not(feature = "cuda"))]
             bail!(
                 "this program was built without CUDA support; rebuild with `--features cuda` \
-                 (e.g. `cargo run --release --features cuda --example {} -- --device cuda`)",
-                Dm::NAME
+                 (e.g. `cargo run --release --features cuda --example <name> -- --device cuda`)"
             )
         }
     }
@@ -234,7 +236,15 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
             resume,
             checkpoint_every,
             reschedule,
+            overwrite,
         }) => {
+            if !*resume && !*overwrite && checkpoint::checkpoint_file(&out_dir).exists() {
+                bail!(
+                    "{} already holds a training run; continue it with `train --resume`, \
+                     or replace it with `train --overwrite`, or choose another --out",
+                    out_dir.display()
+                );
+            }
             let mut state = if *resume {
                 TrainState::<P, V, D, BinnedMixture>::resume(&existing, Dm::NAME, &device)
                     .with_context(|| format!("cannot resume from {}", existing.display()))?

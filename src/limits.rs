@@ -78,13 +78,19 @@ pub fn pass_bytes(
 pub fn check(needed: u64, what: impl FnOnce() -> String) -> Result<()> {
     let budget = memory_budget();
     if needed > budget {
-        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        let size = |b: u64| {
+            if b >= 1 << 30 {
+                format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
+            } else {
+                format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
+            }
+        };
         return Err(Error::invalid(format!(
-            "{} needs about {:.1} GiB of working memory, more than the {:.1} GiB available \
+            "{} needs about {} of working memory, more than the {} available \
              (set {BUDGET_ENV} to change the budget); use fewer observations or queries, a smaller batch, or a smaller preset",
             what(),
-            gib(needed),
-            gib(budget)
+            size(needed),
+            size(budget)
         )));
     }
     Ok(())

@@ -311,6 +311,12 @@ fn ensure_font(path: &Path) -> Result<(), PlotError> {
 fn render(path: &Path, figure: &impl Figure) -> Result<(), PlotError> {
     let format = format_of(path)?;
     ensure_font(path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| PlotError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
     let tmp = temp_path(path)?;
     // Each backend lives only inside its arm: it is dropped (and has flushed, or given
     // up on, the temporary file) before we rename or delete that file.

@@ -30,6 +30,15 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
     .unwrap();
     assert!(dir.path().join("checkpoint.safetensors").exists());
     assert!(dir.path().join("checkpoint.json").exists());
+    // A second fresh run into the same folder is refused unless asked for.
+    let err = format!(
+        "{:#}",
+        run(&["train", "--preset", "tiny", "--steps", "6", "--out", out, "--quiet"]).unwrap_err()
+    );
+    assert!(
+        err.contains("--resume") && err.contains("--overwrite"),
+        "{err}"
+    );
     run(&["train", "--resume", "--steps", "9", "--out", out, "--quiet"]).unwrap();
     let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
     assert_eq!(meta.step, 9);
