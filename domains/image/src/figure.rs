@@ -1,0 +1,140 @@
+//! Figures as PNG files: images laid out in a grid of tiles, written atomically.
+//!
+//! The data sets' images are tiny (28 or 32 pixels), so tiles are enlarged
+//! by an integer factor with nearest-neighbour repetition: every model pixel
+//! stays a crisp square, nothing is smoothed that the model did not produce.
+
+use std::path::Path;
+
+use image::{codecs::png::PngEncoder, ColorType, ImageEncoder};
+use pixel_transformer::{io::write_atomic, Error, Result};
+
+use crate::Image;
+
+/// Target tile side in screen pixels; the enlargement factor is chosen to approach it.
+const TILE_TARGET: usize = 112;
+/// Gap between tiles, in screen pixels.
+const GAP: usize = 4;
+/// Colour of the gaps and the margin (light grey, so black and white images both stand out).
+const BACKGROUND: [u8; 3] = [220, 220, 220];
+
+/// A grid of equally sized image tiles.
+#[derive(Debug, Clone)]
+pub struct Mosaic {
+    rows: usize,
+    cols: usize,
+    tile: (usize, usize),
+    scale: usize,
+    width: usize,
+    height: usize,
+    rgb: Vec<u8>,
+}
+
+impl Mosaic {
+    /// An empty `rows × cols` grid for images of `tile_width × tile_height` pixels.
+    pub fn new(rows: usize, cols: usize, tile_width: usize, tile_height: usize) -> Self {
+        let scale = (TILE_TARGET / tile_width.max(tile_height).max(1)).max(1);
+        let width = GAP + cols * (tile_width * scale + GAP);
+        let height = GAP + rows * (tile_height * scale + GAP);
+        let rgb = BACKGROUND
+            .iter()
+            .copied()
+            .cycle()
+            .take(width * height * 3)
+            .collect();
+        Self {
+            rows,
+            cols,
+            tile: (tile_width, tile_height),
+            scale,
+            width,
+            height,
+            rgb,
+        }
+    }
+
+    /// Size of the whole picture in pixels.
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// Draws `img` (grey or colour) into tile `(row, col)`.
+    pub fn put<const V: usize>(&mut self, row: usize, col: usize, img: &Image<V>) -> Result<()> {
+        if row >= self.rows || col >= self.cols || (img.width(), img.height()) != self.tile {
+            return Err(Error::invalid(format!(
+                "tile ({row}, {col}) of a {}×{} mosaic of {:?} tiles cannot take a {}×{} image",
+                self.rows,
+                self.cols,
+                self.tile,
+                img.width(),
+                img.height()
+            )));
+        }
+        let bytes = img.to_channels::<3>().to_u8();
+        let (x0, y0) = (
+            GAP + col * (self.tile.0 * self.scale + GAP),
+            GAP + row * (self.tile.1 * self.scale + GAP),
+        );
+        for y in 0..self.tile.1 * self.scale {
+            for x in 0..self.tile.0 * self.scale {
+                let src = 3 * ((y / self.scale) * self.tile.0 + x / self.scale);
+                let dst = 3 * ((y0 + y) * self.width + x0 + x);
+                self.rgb[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
+            }
+        }
+        Ok(())
+    }
+
+    /// The picture as PNG bytes.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        encode_png(&self.rgb, self.width, self.height, 3)
+    }
+
+    /// Writes the picture as a PNG file, atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        write_atomic(path, &self.to_png()?)
+    }
+}
+
+/// Encodes 8-bit grey (`channels = 1`) or RGB (`3`) pixels as PNG, in memory.
+pub fn encode_png(bytes: &[u8], width: usize, height: usize, channels: usize) -> Result<Vec<u8>> {
+    let colour = match channels {
+        1 => ColorType::L8,
+        3 => ColorType::Rgb8,
+        _ => return Err(Error::invalid(format!("cannot encode {channels} channels"))),
+    };
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(bytes, width as u32, height as u32, colour)
+        .map_err(|e| Error::invalid(format!("PNG encoding failed: {e}")))?;
+    Ok(out)
+}
+
+/// Writes one image as a PNG file at its own resolution, atomically.
+pub fn write_png<const V: usize>(path: &Path, img: &Image<V>) -> Result<()> {
+    let channels = if V == 1 { 1 } else { 3 };
+    let bytes = if V == 1 {
+        img.to_u8()
+    } else {
+        img.to_channels::<3>().to_u8()
+    };
+    write_atomic(
+        path,
+        &encode_png(&bytes, img.width(), img.height(), channels)?,
+    )
+}
+
+/// A "hot" colour map for uncertainty: 0 → black, then red, yellow, 1 → white.
+/// Brightness grows monotonically, so the map also reads in grey print.
+pub fn heat(t: f32) -> [f32; 3] {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    [
+        (3.0 * t).min(1.0),
+        (3.0 * t - 1.0).clamp(0.0, 1.0),
+        (3.0 * t - 2.0).clamp(0.0, 1.0),
+    ]
+}

@@ -1,0 +1,198 @@
+//! The `sample` pictures, as the paper's figures, written as PNG:
+//! - `means.png` (Fig. 3): per test image (rows), the truth and the mean
+//!   image for growing `|S|` (columns);
+//! - `samples.png` (Fig. 4): per test image (columns), the truth, the
+//!   nearest-neighbour fill of `S` and three samples, at `|S| = 32`;
+//! - `std.png`: per-pixel standard deviation for the same sets as
+//!   `means.png`, on one shared scale, showing the uncertainty shrink;
+//! - `training_curve.png` when the folder holds a training log;
+//! - `figures.json`: what the pictures show (sizes, the std scale).
+//!
+//! Observations are distinct pixel centres, nested across the columns (the
+//! set at `|S| = 16` contains the one at 4), so columns differ only by what
+//! was added.
+
+use std::path::{Path, PathBuf};
+
+use pixel_transformer::kernels::Backend;
+use pixel_transformer::plot::{plot_lines, LineChart, Series};
+use pixel_transformer::{
+    io::write_atomic, trainer::read_log, Domain, Model, Observations, OutputDistribution, Result,
+    SampleOptions, Split,
+};
+use rand::{seq::SliceRandom, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::figure::{heat, Mosaic};
+use crate::{nearest_fill, Image, ImageDomain};
+
+/// Observation-set sizes of the mean and std figures (capped at the pixel count).
+pub const MEAN_SIZES: [usize; 4] = [4, 16, 64, 256];
+/// Observed pixels in the samples figure (the paper's Fig. 4).
+pub const SAMPLE_OBSERVED: usize = 32;
+/// Samples per test image.
+pub const SAMPLES: usize = 3;
+/// Pixels drawn one at a time per sample before the rest take the mean (the
+/// paper's hybrid rule with a small `N'`, so a CPU draws samples in seconds;
+/// the paper uses 2048).
+pub const SAMPLE_AUTOREGRESSIVE: usize = 64;
+/// Test images shown.
+const IMAGES: usize = 4;
+/// Temperature of the bin choice when sampling (the paper's evaluation).
+const TEMPERATURE: f32 = 0.9;
+
+/// The first `n` pixels of `order` as observations of `img`.
+fn observe<const V: usize>(img: &Image<V>, order: &[usize], n: usize) -> Observations<2, V> {
+    let grid = img.grid();
+    let mut s = Observations::new();
+    for &i in order.iter().take(n) {
+        s.push(grid.position(i), img.pixels()[i]);
+    }
+    s
+}
+
+/// Root-mean-square over channels: one uncertainty number per pixel.
+fn scalar_std<const V: usize>(s: &[f32; V]) -> f32 {
+    (s.iter().map(|x| x * x).sum::<f32>() / V as f32).sqrt()
+}
+
+pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
+    domain: &ImageDomain<V>,
+    model: &Model<2, V, D, O>,
+    out_dir: &Path,
+    seed: u64,
+) -> Result<Vec<PathBuf>> {
+    let size = domain.size();
+    let grid = domain.grid();
+    let positions = grid.positions();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a6e_5eed);
+    let images: Vec<Image<V>> = (0..IMAGES)
+        .map(|_| domain.draw_signal(Split::Test, &mut rng))
+        .collect();
+    let orders: Vec<Vec<usize>> = images
+        .iter()
+        .map(|_| {
+            let mut o: Vec<usize> = (0..grid.len()).collect();
+            o.shuffle(&mut rng);
+            o
+        })
+        .collect();
+    let sizes: Vec<usize> = MEAN_SIZES.iter().map(|&n| n.min(grid.len())).collect();
+
+    // Fig. 3: means; and the std maps from the same marginals.
+    let mut means = Mosaic::new(IMAGES, 1 + sizes.len(), size, size);
+    let mut stds: Vec<Vec<f32>> = Vec::new();
+    for (row, (img, order)) in images.iter().zip(&orders).enumerate() {
+        means.put(row, 0, img)?;
+        for (col, &n) in sizes.iter().enumerate() {
+            let m = model.marginals(&observe(img, order, n), &positions)?;
+            means.put(row, col + 1, &Image::new(size, size, m.means())?)?;
+            stds.push(m.stds().iter().map(scalar_std).collect());
+        }
+    }
+    // One scale for the whole figure, so maps compare across |S|.
+    let std_max = stds
+        .iter()
+        .flatten()
+        .copied()
+        .filter(|x| x.is_finite())
+        .fold(0.0f32, f32::max)
+        .max(1e-6);
+    let mut std_fig = Mosaic::new(IMAGES, sizes.len(), size, size);
+    for (k, map) in stds.iter().enumerate() {
+        let img = Image::new(size, size, map.iter().map(|&s| heat(s / std_max)).collect())?;
+        std_fig.put(k / sizes.len(), k % sizes.len(), &img)?;
+    }
+
+    // Fig. 4: truth, nearest-neighbour fill of S, samples; one test image per column.
+    let n = SAMPLE_OBSERVED.min(grid.len());
+    let mut samples_fig = Mosaic::new(2 + SAMPLES, IMAGES, size, size);
+    for (col, (img, order)) in images.iter().zip(&orders).enumerate() {
+        let s = observe(img, order, n);
+        samples_fig.put(0, col, img)?;
+        samples_fig.put(1, col, &nearest_fill(&s, size, size)?)?;
+        let drawn = model.sample(
+            &s,
+            &positions,
+            &SampleOptions {
+                samples: SAMPLES,
+                autoregressive: Some(SAMPLE_AUTOREGRESSIVE),
+                temperature: TEMPERATURE,
+                seed: seed.wrapping_add(col as u64),
+                // Exact one-value-at-a-time steps for the autoregressive part.
+                ..SampleOptions::default()
+            },
+        )?;
+        for (k, values) in drawn.into_iter().enumerate() {
+            samples_fig.put(2 + k, col, &Image::new(size, size, values)?)?;
+        }
+    }
+
+    let mut written = Vec::new();
+    for (name, fig) in [
+        ("means.png", &means),
+        ("samples.png", &samples_fig),
+        ("std.png", &std_fig),
+    ] {
+        let path = out_dir.join(name);
+        fig.write(&path)?;
+        written.push(path);
+    }
+    let info = serde_json::json!({
+        "means_png": "rows: test images; columns: truth, then the mean image for each |S|",
+        "samples_png": "columns: test images; rows: truth, nearest-neighbour fill of S, samples",
+        "std_png": "rows: test images; columns: per-pixel std (RMS over channels) for each |S|; black = 0, white = std_max",
+        "mean_sizes": sizes,
+        "sample_observed": n,
+        "samples": SAMPLES,
+        "sample_autoregressive": SAMPLE_AUTOREGRESSIVE,
+        "temperature": TEMPERATURE,
+        "std_max": std_max,
+        "seed": seed,
+    });
+    let path = out_dir.join("figures.json");
+    let text = serde_json::to_string_pretty(&info).expect("plain JSON serialises");
+    write_atomic(&path, text.as_bytes())?;
+    written.push(path);
+    if let Some(p) = training_curve(out_dir)? {
+        written.push(p);
+    }
+    Ok(written)
+}
+
+/// Plots `train.jsonl` if the folder has one.
+fn training_curve(out_dir: &Path) -> Result<Option<PathBuf>> {
+    let log = out_dir.join("train.jsonl");
+    if !log.exists() {
+        return Ok(None);
+    }
+    let lines = read_log(&log)?;
+    let chart = LineChart {
+        title: "training curve".into(),
+        x_label: "step".into(),
+        y_label: "loss (binned mixture, nats)".into(),
+        log_x: false,
+        log_y: false,
+        series: vec![
+            Series {
+                name: "train loss".into(),
+                points: lines
+                    .iter()
+                    .map(|l| (l.step as f64, l.loss as f64))
+                    .collect(),
+                dashed: false,
+            },
+            Series {
+                name: "held-out loss".into(),
+                points: lines
+                    .iter()
+                    .filter_map(|l| l.heldout_loss.map(|h| (l.step as f64, h as f64)))
+                    .collect(),
+                dashed: false,
+            },
+        ],
+    };
+    let path = out_dir.join("training_curve.png");
+    plot_lines(&path, &chart)?;
+    Ok(Some(path))
+}
