@@ -20,9 +20,9 @@ use std::f32::consts::PI;
 use std::path::{Path, PathBuf};
 
 use pixel_transformer::kernels::Backend;
-use pixel_transformer::plot::{plot_function_grid, plot_lines, FunctionPanel, LineChart, Series};
+use pixel_transformer::plot::{plot_function_grid, FunctionPanel};
 use pixel_transformer::signal::random_position;
-use pixel_transformer::trainer::read_log;
+use pixel_transformer::trainer::plot_training_curve;
 use pixel_transformer::{
     Domain, DomainConfig, DomainDefaults, Error, Grid, Model, Observations, OutputDistribution,
     Preset, Result, SampleOptions, SetSizes, SpatialSignal, Split,
@@ -280,41 +280,8 @@ fn render_clips<D: Backend, O: OutputDistribution<1>>(
     plot_function_grid(&samples_png, &panels, SIZES.len())?;
     let mut written = vec![samples_png];
 
-    let log = out_dir.join("train.jsonl");
-    if log.exists() {
-        let lines = read_log(&log)?;
-        let series = vec![
-            Series {
-                name: "train loss".into(),
-                points: lines
-                    .iter()
-                    .map(|l| (l.step as f64, l.loss as f64))
-                    .collect(),
-                dashed: false,
-            },
-            Series {
-                name: "held-out loss".into(),
-                points: lines
-                    .iter()
-                    .filter_map(|l| l.heldout_loss.map(|h| (l.step as f64, h as f64)))
-                    .collect(),
-                dashed: false,
-            },
-        ];
-        let curve_png = out_dir.join("training_curve.png");
-        plot_lines(
-            &curve_png,
-            &LineChart {
-                title: "audio clips: training curve".into(),
-                x_label: "step".into(),
-                y_label: "loss (Gaussian NLL, nats)".into(),
-                log_x: false,
-                log_y: false,
-                series,
-            },
-        )?;
-        written.push(curve_png);
-    }
+    // The training curve, when this folder holds a training log.
+    written.extend(plot_training_curve(out_dir)?);
     Ok(written)
 }
 // ANCHOR_END: render

@@ -5,7 +5,7 @@
 //!   nearest-neighbour fill of `S` and three samples, at `|S| = 32`;
 //! - `std.png`: per-pixel standard deviation for the same sets as
 //!   `means.png`, on one shared scale, showing the uncertainty shrink;
-//! - `training_curve.png` when the folder holds a training log;
+//! - `training_curve.png` and `.svg` when the folder holds a training log;
 //! - `figures.json`: what the pictures show (sizes, the std scale).
 //!
 //! Observations are distinct pixel centres, nested across the columns (the
@@ -15,10 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use pixel_transformer::kernels::Backend;
-use pixel_transformer::plot::{plot_lines, LineChart, Series};
 use pixel_transformer::{
-    io::write_atomic, trainer::read_log, Domain, Model, Observations, OutputDistribution, Result,
-    SampleOptions, Split,
+    io::write_atomic, trainer::plot_training_curve, Domain, Model, Observations,
+    OutputDistribution, Result, SampleOptions, Split,
 };
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -154,45 +153,6 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     let text = serde_json::to_string_pretty(&info).expect("plain JSON serialises");
     write_atomic(&path, text.as_bytes())?;
     written.push(path);
-    if let Some(p) = training_curve(out_dir)? {
-        written.push(p);
-    }
+    written.extend(plot_training_curve(out_dir)?);
     Ok(written)
-}
-
-/// Plots `train.jsonl` if the folder has one.
-fn training_curve(out_dir: &Path) -> Result<Option<PathBuf>> {
-    let log = out_dir.join("train.jsonl");
-    if !log.exists() {
-        return Ok(None);
-    }
-    let lines = read_log(&log)?;
-    let chart = LineChart {
-        title: "training curve".into(),
-        x_label: "step".into(),
-        y_label: "loss (binned mixture, nats)".into(),
-        log_x: false,
-        log_y: false,
-        series: vec![
-            Series {
-                name: "train loss".into(),
-                points: lines
-                    .iter()
-                    .map(|l| (l.step as f64, l.loss as f64))
-                    .collect(),
-                dashed: false,
-            },
-            Series {
-                name: "held-out loss".into(),
-                points: lines
-                    .iter()
-                    .filter_map(|l| l.heldout_loss.map(|h| (l.step as f64, h as f64)))
-                    .collect(),
-                dashed: false,
-            },
-        ],
-    };
-    let path = out_dir.join("training_curve.png");
-    plot_lines(&path, &chart)?;
-    Ok(Some(path))
 }
