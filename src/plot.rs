@@ -1086,12 +1086,17 @@ mod tests {
     }
 
     #[test]
-    fn missing_directory_is_a_render_error_naming_the_file() {
+    fn missing_directories_are_created_and_unwritable_ones_name_the_file() {
         let dir = scratch_dir("missing");
+        // A folder that does not exist yet is created (users pass fresh --out folders).
         let png = dir.join("no-such-dir").join("grid.png");
-        let e = plot_function_grid(&png, &[panel("x", 2)], 1).unwrap_err();
+        plot_function_grid(&png, &[panel("x", 2)], 1).unwrap();
+        assert!(png.exists());
+        // A "folder" that is really a file cannot be created: the error names the target.
+        let blocker = dir.join("a-file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let e = plot_function_grid(&blocker.join("grid.png"), &[panel("x", 2)], 1).unwrap_err();
         assert!(e.to_string().contains("grid.png"), "{e}");
-        assert_only(&dir, &[]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
