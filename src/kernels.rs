@@ -41,15 +41,12 @@ pub struct AdamStep {
 /// Rows at or above this many elements are processed in parallel.
 const PARALLEL_MIN: usize = 1 << 16;
 
-/// A dfdx device plus the model's fused operations. The defaults compose dfdx ops and work on any device.
+/// A dfdx device plus the model's fused operations. The defaults are the
+/// [`composed`] versions and work on any device.
 pub trait Backend: Device<f32> {
     /// `x + bias` with a `1 × n` bias broadcast over rows.
     fn add_bias<T: Tape<f32, Self>>(x: Flat<Self, T>, bias: &Param<Self>) -> Flat<Self, T> {
-        let (rows, n) = *x.shape();
-        x + bias
-            .retaped::<T>()
-            .reshape_like(&(n,))
-            .broadcast_like::<_, Axis<0>>(&(rows, n))
+        composed::add_bias(x, bias)
     }
 
     /// Layer norm over each row with `1 × n` gain and shift.
@@ -59,16 +56,7 @@ pub trait Backend: Device<f32> {
         shift: &Param<Self>,
         eps: f32,
     ) -> Flat<Self, T> {
-        let (rows, n) = *x.shape();
-        let g = gain
-            .retaped::<T>()
-            .reshape_like(&(n,))
-            .broadcast_like::<_, Axis<0>>(&(rows, n));
-        let s = shift
-            .retaped::<T>()
-            .reshape_like(&(n,))
-            .broadcast_like::<_, Axis<0>>(&(rows, n));
-        x.normalize::<Axis<1>>(eps) * g + s
+        composed::layer_norm(x, gain, shift, eps)
     }
 
     /// One Adam update of `param` in place, with bias-corrected step size
@@ -80,10 +68,7 @@ pub trait Backend: Device<f32> {
         v: &mut Param<Self>,
         h: AdamStep,
     ) {
-        *m = m.clone() * h.beta1 + grad.clone() * (1.0 - h.beta1);
-        *v = v.clone() * h.beta2 + grad.square() * (1.0 - h.beta2);
-        let denom = (v.clone() / h.c2).sqrt() + h.eps;
-        *param = param.clone() - m.clone() / denom * h.step;
+        composed::adam_update(param, grad, m, v, h)
     }
 
     /// `softmax(scale · scores + key_bias)` over the last axis; `key_bias` is batch × keys.
@@ -92,6 +77,67 @@ pub trait Backend: Device<f32> {
         scale: f32,
         key_bias: Option<&Tensor<(usize, usize), f32, Self>>,
     ) -> Scores<Self, T> {
+        composed::scaled_masked_softmax(scores, scale, key_bias)
+    }
+}
+
+/// The [`Backend`] operations composed from dfdx's generic ops: what devices
+/// without fused kernels run (CUDA), and the reference the fused CPU kernels
+/// are tested against.
+pub mod composed {
+    use super::{AdamStep, Flat, Scores};
+    use crate::model::Param;
+    use dfdx::prelude::*;
+
+    /// A `1 × n` parameter broadcast to `rows × n`, recorded on tape `T`.
+    pub fn broadcast_rows<D: Device<f32>, T: Tape<f32, D>>(
+        p: &Param<D>,
+        rows: usize,
+    ) -> Flat<D, T> {
+        let n = p.shape().1;
+        p.retaped::<T>()
+            .reshape_like(&(n,))
+            .broadcast_like::<_, Axis<0>>(&(rows, n))
+    }
+
+    /// See [`Backend::add_bias`](super::Backend::add_bias).
+    pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: Flat<D, T>, bias: &Param<D>) -> Flat<D, T> {
+        let rows = x.shape().0;
+        x + broadcast_rows::<D, T>(bias, rows)
+    }
+
+    /// See [`Backend::layer_norm`](super::Backend::layer_norm).
+    pub fn layer_norm<D: Device<f32>, T: Tape<f32, D>>(
+        x: Flat<D, T>,
+        gain: &Param<D>,
+        shift: &Param<D>,
+        eps: f32,
+    ) -> Flat<D, T> {
+        let rows = x.shape().0;
+        x.normalize::<Axis<1>>(eps) * broadcast_rows::<D, T>(gain, rows)
+            + broadcast_rows::<D, T>(shift, rows)
+    }
+
+    /// See [`Backend::adam_update`](super::Backend::adam_update).
+    pub fn adam_update<D: Device<f32>>(
+        param: &mut Param<D>,
+        grad: Param<D>,
+        m: &mut Param<D>,
+        v: &mut Param<D>,
+        h: AdamStep,
+    ) {
+        *m = m.clone() * h.beta1 + grad.clone() * (1.0 - h.beta1);
+        *v = v.clone() * h.beta2 + grad.square() * (1.0 - h.beta2);
+        let denom = (v.clone() / h.c2).sqrt() + h.eps;
+        *param = param.clone() - m.clone() / denom * h.step;
+    }
+
+    /// See [`Backend::scaled_masked_softmax`](super::Backend::scaled_masked_softmax).
+    pub fn scaled_masked_softmax<D: Device<f32>, T: Tape<f32, D>>(
+        scores: Scores<D, T>,
+        scale: f32,
+        key_bias: Option<&Tensor<(usize, usize), f32, D>>,
+    ) -> Scores<D, T> {
         let shape = *scores.shape();
         let mut z = scores * scale;
         if let Some(bias) = key_bias {
@@ -113,7 +159,7 @@ fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
     v
 }
 
-/// Runs `f` on each `width`-sized row of `data` (and of `other`), in parallel when large.
+/// Runs `f(row_index, row)` on each `width`-sized row of `data`, in parallel when large.
 fn for_rows(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if data.len() >= PARALLEL_MIN {
         data.par_chunks_mut(width)
@@ -195,17 +241,13 @@ impl Backend for Cpu {
         let (g, s) = (host(gain), host(shift));
         // Forward keeps the normalised rows x̂ and 1/σ per row for the backward pass.
         let mut xhat = host(&x);
-        let mut rstd = vec![0.0f32; rows];
-        {
-            let stats: Vec<f32> = if xhat.len() >= PARALLEL_MIN {
-                xhat.par_chunks_mut(n)
-                    .map(|r| normalise_row(r, eps))
-                    .collect()
-            } else {
-                xhat.chunks_mut(n).map(|r| normalise_row(r, eps)).collect()
-            };
-            rstd.copy_from_slice(&stats);
-        }
+        let rstd: Vec<f32> = if xhat.len() >= PARALLEL_MIN {
+            xhat.par_chunks_mut(n)
+                .map(|r| normalise_row(r, eps))
+                .collect()
+        } else {
+            xhat.chunks_mut(n).map(|r| normalise_row(r, eps)).collect()
+        };
         let mut out = if T::OWNS_TAPE {
             xhat.clone()
         } else {
@@ -320,9 +362,6 @@ fn normalise_row(r: &mut [f32], eps: f32) -> f32 {
 mod tests {
     use super::*;
 
-    /// The same operations through dfdx's generic compositions, for comparison.
-    struct Reference;
-
     fn rand_tensor(
         dev: &Cpu,
         shape: (usize, usize),
@@ -345,25 +384,6 @@ mod tests {
         }
     }
 
-    impl Reference {
-        fn layer_norm<T: Tape<f32, Cpu>>(
-            x: Flat<Cpu, T>,
-            g: &Param<Cpu>,
-            s: &Param<Cpu>,
-        ) -> Flat<Cpu, T> {
-            let (rows, n) = *x.shape();
-            let gb = g
-                .retaped::<T>()
-                .reshape_like(&(n,))
-                .broadcast_like::<_, Axis<0>>(&(rows, n));
-            let sb = s
-                .retaped::<T>()
-                .reshape_like(&(n,))
-                .broadcast_like::<_, Axis<0>>(&(rows, n));
-            x.normalize::<Axis<1>>(1e-5) * gb + sb
-        }
-    }
-
     #[test]
     fn fused_layer_norm_and_bias_match_dfdx_forward_and_backward() {
         let dev = Cpu::default();
@@ -374,15 +394,8 @@ mod tests {
         // loss = Σ w ⊙ (LN(x) + s): exercises both ops' backward with a non-trivial upstream gradient.
         let fused =
             (Cpu::add_bias(Cpu::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &s) * w.clone()).sum();
-        let reference = ({
-            let y = Reference::layer_norm(x.leaky_trace(), &g, &s);
-            let (rows, n) = *y.shape();
-            y + s
-                .retaped::<OwnedTape<f32, Cpu>>()
-                .reshape_like(&(n,))
-                .broadcast_like::<_, Axis<0>>(&(rows, n))
-        } * w)
-            .sum();
+        let reference =
+            (composed::add_bias(composed::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &s) * w).sum();
         close(&[fused.array()], &[reference.array()]);
         let gf = fused.backward();
         let gr = reference.backward();
@@ -406,11 +419,8 @@ mod tests {
         );
         let fused =
             (Cpu::scaled_masked_softmax(scores.leaky_trace(), 0.3, Some(&bias)) * w.clone()).sum();
-        let reference = {
-            let z =
-                scores.leaky_trace() * 0.3 + bias.clone().broadcast_like::<_, Axes2<1, 2>>(&shape);
-            (z.softmax::<Axis<3>>() * w).sum()
-        };
+        let reference =
+            (composed::scaled_masked_softmax(scores.leaky_trace(), 0.3, Some(&bias)) * w).sum();
         close(&[fused.array()], &[reference.array()]);
         close(
             &fused.backward().get(&scores).as_vec(),
