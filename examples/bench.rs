@@ -15,12 +15,12 @@
 use std::time::Instant;
 
 use clap::Parser;
+use pixel_transformer::data::Example;
 use pixel_transformer::deps::dfdx::prelude::*;
 use pixel_transformer::kernels::Backend;
 use pixel_transformer::optim::Adam;
-use pixel_transformer::{
-    BinnedMixture, Model, ModelConfig, ModelInput, Observations, OutputDistribution, SampleOptions,
-};
+use pixel_transformer::trainer::train_step;
+use pixel_transformer::{BinnedMixture, Model, ModelConfig, Observations, SampleOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -195,32 +195,20 @@ fn run<const P: usize, const V: usize, D: Backend>(
         let mut adam = Adam::new(1e-4);
         let mut times = Vec::new();
         for i in 0..args.warmup + args.steps.max(1) {
-            let sets: Vec<Observations<P, V>> = (0..shape.batch)
-                .map(|_| random_set(&mut rng, shape.observed))
-                .collect();
-            let queries: Vec<Vec<[f32; P]>> = (0..shape.batch)
-                .map(|_| {
-                    (0..shape.queries)
+            let batch: Vec<Example<P, V>> = (0..shape.batch)
+                .map(|_| Example {
+                    observed: random_set(&mut rng, shape.observed),
+                    queries: (0..shape.queries)
                         .map(|_| std::array::from_fn(|_| rng.gen_range(-1.0..1.0)))
-                        .collect()
+                        .collect(),
+                    targets: (0..shape.queries)
+                        .map(|_| std::array::from_fn(|_| rng.gen()))
+                        .collect(),
                 })
                 .collect();
-            let targets: Vec<[f32; V]> = (0..shape.batch * shape.queries)
-                .map(|_| std::array::from_fn(|_| rng.gen()))
-                .collect();
+            // Exactly the trainer's step: forward, loss, backward, Adam.
             let start = Instant::now();
-            let inputs: Vec<ModelInput<P, V>> = sets
-                .iter()
-                .zip(&queries)
-                .map(|(s, q)| ModelInput {
-                    observed: s,
-                    queries: q,
-                })
-                .collect();
-            let head = model.forward(&inputs, OwnedTape::default())?;
-            let loss = model.distribution().loss(head, &targets)?;
-            let grads = loss.backward();
-            adam.step(model.params_mut(), &grads);
+            train_step(&mut model, &mut adam, &batch)?;
             if i >= args.warmup {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
             }

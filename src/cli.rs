@@ -245,16 +245,19 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                     out_dir.display()
                 );
             }
-            let mut state = if *resume {
-                TrainState::<P, V, D, BinnedMixture>::resume(&existing, Dm::NAME, &device)
-                    .with_context(|| format!("cannot resume from {}", existing.display()))?
+            let (domain, mut state) = if *resume {
+                let cannot = || format!("cannot resume from {}", existing.display());
+                let loaded =
+                    checkpoint::load::<P, V, D, BinnedMixture>(&existing, Dm::NAME, &device)
+                        .with_context(cannot)?;
+                let domain = Dm::from_config(loaded.meta.domain.as_ref())?;
+                (
+                    domain,
+                    TrainState::from_checkpoint(&existing, loaded).with_context(cannot)?,
+                )
             } else {
-                fresh_state(&cli_domain, common, &device)?
-            };
-            let domain = if *resume {
-                Dm::from_config(checkpoint::read_meta(&existing)?.domain.as_ref())?
-            } else {
-                cli_domain
+                let state = fresh_state(&cli_domain, common, &device)?;
+                (cli_domain, state)
             };
             let steps = common.steps.unwrap_or(domain.defaults().steps);
             if *reschedule && state.settings.cosine_decay_steps.is_some() {

@@ -135,7 +135,14 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Train
 
     /// Restores a training checkpoint written by [`train`].
     pub fn resume(path: &Path, domain_name: &str, device: &D) -> Result<Self> {
-        let loaded = checkpoint::load::<P, V, D, O>(path, domain_name, device)?;
+        Self::from_checkpoint(
+            path,
+            checkpoint::load::<P, V, D, O>(path, domain_name, device)?,
+        )
+    }
+
+    /// The training state held by an already loaded checkpoint (read from `path`).
+    pub fn from_checkpoint(path: &Path, loaded: checkpoint::Loaded<P, V, D, O>) -> Result<Self> {
         let optimizer = loaded.optimizer.ok_or_else(|| Error::Checkpoint {
             path: checkpoint::checkpoint_file(path),
             message: "holds weights only (no optimizer state), so training cannot resume from it"
@@ -192,6 +199,29 @@ pub fn batch_loss<const P: usize, const V: usize, D: Backend, O: OutputDistribut
     Ok(model.distribution().loss(head, &targets)?.as_vec()[0])
 }
 
+/// One optimisation step on `batch`: forward pass, loss, backward pass, Adam
+/// update. Returns the batch's loss. A non-finite loss is
+/// [`Error::Diverged`] (numbered `optimizer.t + 1`) and leaves the model untouched.
+pub fn train_step<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
+    model: &mut Model<P, V, D, O>,
+    optimizer: &mut Adam<D>,
+    batch: &[Example<P, V>],
+) -> Result<f32> {
+    let (inputs, targets) = inputs(batch);
+    let head = model.forward(&inputs, OwnedTape::default())?;
+    let loss = model.distribution().loss(head, &targets)?;
+    let value = loss.as_vec()[0];
+    if !value.is_finite() {
+        return Err(Error::Diverged {
+            step: optimizer.t + 1,
+            loss: value,
+        });
+    }
+    let grads = loss.backward();
+    optimizer.step(model.params_mut(), &grads);
+    Ok(value)
+}
+
 /// Trains `state` on `domain` until `options.steps` steps are done, writing
 /// checkpoints and the log under `options.out_dir`. Returns the log lines of this call.
 pub fn train<
@@ -225,36 +255,33 @@ pub fn train<
     let start = Instant::now();
     let mut lines = Vec::new();
     let mut smoothed: Option<f32> = None;
+    let mut heldout: Option<Vec<Vec<Example<P, V>>>> = None;
     while state.step < options.steps {
-        let batch = batch_for_step(domain, &state.settings, Split::Train, state.step);
-        let (inputs, targets) = inputs(&batch);
-        let head = state.model.forward(&inputs, OwnedTape::default())?;
-        let loss = state.model.distribution().loss(head, &targets)?;
-        let mut value = loss.as_vec()[0];
         if options.inject_nan_at == Some(state.step + 1) {
-            value = f32::NAN;
-        }
-        if !value.is_finite() {
             bar.abandon();
             return Err(Error::Diverged {
                 step: state.step + 1,
-                loss: value,
+                loss: f32::NAN,
             });
         }
-        let grads = loss.backward();
+        let batch = batch_for_step(domain, &state.settings, Split::Train, state.step);
         state.optimizer.learning_rate = state.settings.learning_rate_at(state.step);
-        state.optimizer.step(state.model.params_mut(), &grads);
+        let value = train_step(&mut state.model, &mut state.optimizer, &batch)
+            .inspect_err(|_| bar.abandon())?;
         state.step += 1;
 
         let heldout_loss = if options.eval_every > 0 && state.step % options.eval_every == 0 {
+            // The held-out batches are the same at every measurement: draw them once.
+            let heldout = heldout.get_or_insert_with(|| {
+                (0..options.eval_batches.max(1) as u64)
+                    .map(|k| batch_for_step(domain, &state.settings, Split::Test, k))
+                    .collect::<Vec<_>>()
+            });
             let mut total = 0.0;
-            for k in 0..options.eval_batches.max(1) {
-                total += batch_loss(
-                    &state.model,
-                    &batch_for_step(domain, &state.settings, Split::Test, k as u64),
-                )?;
+            for batch in heldout.iter() {
+                total += batch_loss(&state.model, batch)?;
             }
-            Some(total / options.eval_batches.max(1) as f32)
+            Some(total / heldout.len() as f32)
         } else {
             None
         };

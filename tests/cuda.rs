@@ -6,8 +6,10 @@
 //! machine with an NVIDIA GPU.
 #![cfg(feature = "cuda")]
 
+use pixel_transformer::data::Example;
 use pixel_transformer::deps::dfdx::prelude::*;
 use pixel_transformer::optim::Adam;
+use pixel_transformer::trainer::train_step;
 use pixel_transformer::{
     BinnedMixture, Model, ModelInput, Observations, OutputDistribution, Preset, SampleOptions,
 };
@@ -113,32 +115,20 @@ fn training_steps_agree() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     for _ in 0..3 {
         let (sets, queries, targets) = batch(&mut rng, &[8, 8, 30]);
-        let inputs: Vec<ModelInput<2, 1>> = sets
-            .iter()
-            .zip(&queries)
-            .map(|(s, q)| ModelInput {
-                observed: s,
-                queries: q,
+        let examples: Vec<Example<2, 1>> = sets
+            .into_iter()
+            .zip(queries)
+            .zip(targets.chunks(16))
+            .map(|((observed, queries), t)| Example {
+                observed,
+                queries,
+                targets: t.to_vec(),
             })
             .collect();
-        let lc = cpu
-            .distribution()
-            .loss(
-                cpu.forward(&inputs, OwnedTape::default()).unwrap(),
-                &targets,
-            )
-            .unwrap();
-        let lg = gpu
-            .distribution()
-            .loss(
-                gpu.forward(&inputs, OwnedTape::default()).unwrap(),
-                &targets,
-            )
-            .unwrap();
-        close("loss", &lc.as_vec(), &lg.as_vec());
-        let (gc, gg) = (lc.backward(), lg.backward());
-        ac.step(cpu.params_mut(), &gc);
-        ag.step(gpu.params_mut(), &gg);
+        // The trainer's own step on both devices.
+        let lc = train_step(&mut cpu, &mut ac, &examples).unwrap();
+        let lg = train_step(&mut gpu, &mut ag, &examples).unwrap();
+        close("loss", &[lc], &[lg]);
     }
     for ((pc, pg), name) in cpu.params().iter().zip(gpu.params()).zip(cpu.param_names()) {
         close(name, &pc.as_vec(), &pg.as_vec());
