@@ -58,11 +58,16 @@ struct Acc {
 }
 
 impl Acc {
-    fn add(&mut self, truth: f64, mean: f64, var: f64) {
-        self.nll += gaussian_nll(truth, mean, var);
+    /// One query: the true value, the predicted mean and standard deviation, and the NLL of the truth.
+    fn add(&mut self, truth: f64, mean: f64, std: f64, nll: f64) {
+        self.nll += nll;
         self.se += (mean - truth).powi(2);
-        self.covered += usize::from((truth - mean).abs() <= Z95 * var.sqrt());
+        self.covered += usize::from((truth - mean).abs() <= Z95 * std);
         self.n += 1;
+    }
+    /// One query under a Gaussian prediction.
+    fn add_gaussian(&mut self, truth: f64, mean: f64, var: f64) {
+        self.add(truth, mean, var.sqrt(), gaussian_nll(truth, mean, var));
     }
     fn metrics(&self) -> Metrics {
         let n = self.n.max(1) as f64;
@@ -82,6 +87,8 @@ pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
     seed: u64,
 ) -> Result<Vec<EvalRow>> {
     let noise = domain.config.noise_std as f64;
+    let prior =
+        BayesPosterior::fit(&[], &[], noise, JITTER).map_err(pixel_transformer::Error::invalid)?;
     let mut rows = Vec::new();
     for &n in &EVAL_SIZES {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe7a1);
@@ -104,8 +111,6 @@ pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
                 let ys: Vec<f64> = e.observed.values.iter().map(|v| v[0] as f64).collect();
                 let posterior = BayesPosterior::fit(&xs, &ys, noise, JITTER)
                     .map_err(pixel_transformer::Error::invalid)?;
-                let prior = BayesPosterior::fit(&[], &[], noise, JITTER)
-                    .map_err(pixel_transformer::Error::invalid)?;
                 let width = params.len() / e.queries.len();
                 for (i, (q, t)) in e.queries.iter().zip(&e.targets).enumerate() {
                     let t = t[0] as f64;
@@ -113,16 +118,13 @@ pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
                     let mean = model.distribution().mean(row)[0] as f64;
                     // The proper NLL of the model's own distribution (a Gaussian
                     // here, a mixture in general), not the training loss.
-                    let lp = model.distribution().log_prob(row, &[t as f32]) as f64;
+                    let nll = -model.distribution().log_prob(row, &[t as f32]) as f64;
                     let std = model.distribution().std(row)[0] as f64;
-                    m.nll -= lp;
-                    m.se += (mean - t).powi(2);
-                    m.covered += usize::from((t - mean).abs() <= Z95 * std);
-                    m.n += 1;
+                    m.add(t, mean, std, nll);
                     let (bm, bv) = posterior.predict(q[0] as f64);
-                    b.add(t, bm, bv);
+                    b.add_gaussian(t, bm, bv);
                     let (pm, pv) = prior.predict(q[0] as f64);
-                    p.add(t, pm, pv);
+                    p.add_gaussian(t, pm, pv);
                 }
             }
         }
