@@ -1,0 +1,2 @@
+//! Signed distance fields as 3-D signals (work in progress).
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! Videos as space-time signals (work in progress).
+#![warn(missing_docs)]
