@@ -205,12 +205,24 @@ pub fn load<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
     device: &D,
 ) -> Result<Loaded<P, V, D, O>> {
     let file = checkpoint_file(path);
+    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+    load_bytes(&bytes, &file, expected_domain, device)
+}
+
+/// [`load`] from the bytes of a checkpoint file already in memory (embedded
+/// with `include_bytes!`, downloaded, or fed by a fuzzer); `file` names it in
+/// errors.
+pub fn load_bytes<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
+    bytes: &[u8],
+    file: &Path,
+    expected_domain: &str,
+    device: &D,
+) -> Result<Loaded<P, V, D, O>> {
     let bad = |message: String| Error::Checkpoint {
-        path: file.clone(),
+        path: file.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
-    let meta = parse_meta(&file, &bytes, Some(expected_domain))?;
+    let meta = parse_meta(file, bytes, Some(expected_domain))?;
     if meta.domain_name != expected_domain {
         return Err(bad(format!(
             "trained on domain `{}`, but this is the `{expected_domain}` domain",
@@ -225,9 +237,23 @@ pub fn load<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
     }
     let distribution: O = serde_json::from_value(meta.distribution.clone())
         .map_err(|e| bad(format!("output distribution does not decode: {e}")))?;
+    // The header is untrusted: check that the file can hold the model it
+    // describes before allocating it, so a damaged size fails here instead of
+    // exhausting memory.
+    meta.model
+        .validate()
+        .map_err(|e| bad(format!("architecture: {e}")))?;
+    let copies = if meta.has_optimizer { 3 } else { 1 };
+    let needed = 4 * copies * meta.model.stored_numbers(P, V, distribution.head_width());
+    if needed > bytes.len() as u128 {
+        return Err(bad(format!(
+            "the header describes a model of {needed} bytes of tensors, but the file has only {} bytes: truncated or damaged",
+            bytes.len()
+        )));
+    }
     let mut model = Model::<P, V, D, O>::new(meta.model.clone(), distribution, 0, device)
         .map_err(|e| bad(format!("architecture: {e}")))?;
-    let tensors = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("tensors: {e:?}")))?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e:?}")))?;
     let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
         let t = tensors
             .tensor(name)

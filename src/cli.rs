@@ -91,6 +91,9 @@ pub enum Command {
     /// Write the weights of --checkpoint (without optimizer state, about a third
     /// of the size) as a new checkpoint in --out, e.g. to ship with a crate.
     Export,
+    /// Print the largest observation and query sets each preset handles
+    /// within this machine's memory budget (or PIXEL_TRANSFORMER_MAX_MEMORY_GIB).
+    Limits,
     /// Answer JSON-lines requests (see the book's reference chapter).
     Predict {
         /// Requests file [default: standard input].
@@ -291,6 +294,15 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                 loaded.meta.step,
             )?;
             println!("wrote {}", checkpoint::checkpoint_file(&out_dir).display());
+        }
+        Some(Command::Limits) => {
+            let batch = common
+                .batch_size
+                .unwrap_or(cli_domain.defaults().batch_size);
+            print!(
+                "{}",
+                crate::limits::table(crate::limits::memory_budget(), batch)
+            );
         }
         Some(Command::Eval) => {
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;

@@ -4,7 +4,7 @@
 //! request that cannot fit should fail with a message saying what to change,
 //! not abort the process with an out-of-memory kill halfway through a step.
 
-use crate::{Error, Result};
+use crate::{Error, ModelConfig, Preset, Result};
 
 /// Environment variable that overrides the memory budget, in GiB.
 pub const BUDGET_ENV: &str = "PIXEL_TRANSFORMER_MAX_MEMORY_GIB";
@@ -50,47 +50,109 @@ pub fn memory_budget() -> u64 {
 /// Counts, per layer, the attention scores and weights (`batch · heads · rows ·
 /// keys`) and about a dozen `rows × width`-sized activations, plus the
 /// feed-forward hidden layer; a training pass keeps all of them for the
-/// backward pass and allocates as much again for gradients.
-#[allow(clippy::too_many_arguments)]
+/// backward pass and allocates as much again for gradients. Measured peak
+/// memory is lower (the `mnist` benchmark configuration, estimated at 4.7 GiB,
+/// peaks at 3.2 GiB of resident memory), so the limits err on the safe side.
 pub fn pass_bytes(
+    config: &ModelConfig,
     batch: usize,
     observed: usize,
     queries: usize,
-    width: usize,
-    ff: usize,
-    heads: usize,
-    layers: (usize, usize),
     training: bool,
 ) -> u64 {
     let (b, s, q) = (batch as u64, observed as u64 + 1, queries as u64);
-    let (w, f, h) = (width as u64, ff as u64, heads as u64);
-    let encoder = layers.0 as u64 * (3 * b * h * s * s + 12 * b * s * w + 2 * b * s * f);
-    let decoder = layers.1 as u64 * (3 * b * h * q * s + 12 * b * q * w + 2 * b * q * f);
+    let (w, f, h) = (
+        config.width() as u64,
+        config.ff_dim as u64,
+        config.heads as u64,
+    );
+    let (enc, dec) = (config.encoder_layers as u64, config.decoder_layers as u64);
+    let encoder = enc * (3 * b * h * s * s + 12 * b * s * w + 2 * b * s * f);
+    let decoder = dec * (3 * b * h * q * s + 12 * b * q * w + 2 * b * q * f);
     let floats = if training {
         2 * (encoder + decoder)
     } else {
-        (encoder + decoder) / layers.0.max(1) as u64 * 2
+        (encoder + decoder) / enc.max(1) * 2
     };
     4 * floats
+}
+
+/// The largest observation set `n` for which a pass over `batch` signals with
+/// `|S| = n` and `|Q| = queries(n)` fits in `budget` bytes (0 if none does).
+pub fn largest_set(
+    config: &ModelConfig,
+    batch: usize,
+    training: bool,
+    budget: u64,
+    queries: impl Fn(usize) -> usize,
+) -> usize {
+    let fits = |n: usize| pass_bytes(config, batch, n, queries(n), training) <= budget;
+    if !fits(0) {
+        return 0;
+    }
+    // Memory grows monotonically with n: bisect between a fit and a miss.
+    let (mut lo, mut hi) = (0usize, 1usize);
+    while fits(hi) {
+        if hi >= 1 << 30 {
+            return hi;
+        }
+        lo = hi;
+        hi *= 2;
+    }
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A table of the largest `|S|` each preset handles within `budget` bytes:
+/// training with `|Q| = |S|` and `batch` signals per step, and inference
+/// (one signal; queries are processed in chunks of
+/// [`crate::inference::MAX_QUERIES_PER_PASS`], so only `|S|` is limited).
+pub fn table(budget: u64, batch: usize) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!(
+        "largest |S| within a memory budget of {} (training: batch {batch}, |Q| = |S|)\n{:<8} {:>18} {:>18}\n",
+        human(budget),
+        "preset",
+        "training |S|=|Q|",
+        "inference |S|"
+    );
+    for preset in [Preset::Tiny, Preset::Small, Preset::Paper] {
+        let c = preset.config();
+        let train = largest_set(&c, batch, true, budget, |n| n);
+        let infer = largest_set(&c, 1, false, budget, |_| {
+            crate::inference::MAX_QUERIES_PER_PASS
+        });
+        let name = format!("{preset:?}").to_lowercase();
+        let _ = writeln!(out, "{name:<8} {train:>18} {infer:>18}");
+    }
+    out
+}
+
+fn human(bytes: u64) -> String {
+    if bytes >= 1 << 30 {
+        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else {
+        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
+    }
 }
 
 /// Checks a pass fits in [`memory_budget`].
 pub fn check(needed: u64, what: impl FnOnce() -> String) -> Result<()> {
     let budget = memory_budget();
     if needed > budget {
-        let size = |b: u64| {
-            if b >= 1 << 30 {
-                format!("{:.1} GiB", b as f64 / (1u64 << 30) as f64)
-            } else {
-                format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
-            }
-        };
         return Err(Error::invalid(format!(
             "{} needs about {} of working memory, more than the {} available \
              (set {BUDGET_ENV} to change the budget); use fewer observations or queries, a smaller batch, or a smaller preset",
             what(),
-            size(needed),
-            size(budget)
+            human(needed),
+            human(budget)
         )));
     }
     Ok(())
@@ -102,8 +164,32 @@ mod tests {
 
     #[test]
     fn attention_memory_grows_quadratically_with_the_set() {
-        let small = pass_bytes(6, 512, 512, 256, 512, 4, (10, 10), true);
-        let large = pass_bytes(6, 2048, 2048, 256, 512, 4, (10, 10), true);
+        let c = Preset::Paper.config();
+        let small = pass_bytes(&c, 6, 512, 512, true);
+        let large = pass_bytes(&c, 6, 2048, 2048, true);
         assert!(large > 10 * small && large < 17 * small);
+    }
+
+    #[test]
+    fn largest_set_is_the_boundary_of_what_fits() {
+        let c = Preset::Small.config();
+        let budget = 1u64 << 30;
+        let n = largest_set(&c, 8, true, budget, |n| n);
+        assert!(n > 100, "{n}");
+        assert!(pass_bytes(&c, 8, n, n, true) <= budget);
+        assert!(pass_bytes(&c, 8, n + 1, n + 1, true) > budget);
+        // Bigger models and batches fit less; inference fits more than training.
+        assert!(largest_set(&Preset::Paper.config(), 8, true, budget, |n| n) < n);
+        assert!(largest_set(&c, 16, true, budget, |n| n) < n);
+        assert!(largest_set(&c, 8, false, budget, |n| n) > n);
+        assert_eq!(largest_set(&c, 8, true, 0, |n| n), 0);
+    }
+
+    #[test]
+    fn the_limits_table_lists_every_preset() {
+        let t = table(8 << 30, 16);
+        for name in ["tiny", "small", "paper", "8.0 GiB"] {
+            assert!(t.contains(name), "{t}");
+        }
     }
 }

@@ -99,6 +99,27 @@ impl ModelConfig {
 
     /// Checks the numbers make a buildable network.
     pub fn validate(&self) -> Result<()> {
+        // Far beyond any model that fits in memory; the bounds keep sizes
+        // read from a damaged checkpoint from overflowing arithmetic.
+        const LARGEST: [(&str, usize); 4] = [
+            ("embed_dim", 1 << 16),
+            ("ff_dim", 1 << 18),
+            ("encoder_layers", 1 << 10),
+            ("decoder_layers", 1 << 10),
+        ];
+        let sizes = [
+            self.embed_dim,
+            self.ff_dim,
+            self.encoder_layers,
+            self.decoder_layers,
+        ];
+        for ((name, largest), size) in LARGEST.into_iter().zip(sizes) {
+            if size > largest {
+                return Err(Error::invalid(format!(
+                    "{name} = {size} is larger than the supported {largest}"
+                )));
+            }
+        }
         if self.embed_dim == 0 || self.embed_dim % 2 != 0 {
             return Err(Error::invalid(format!(
                 "embed_dim must be even and positive, got {}",
@@ -116,6 +137,32 @@ impl ModelConfig {
             return Err(Error::invalid("ff_dim and fourier_scale must be positive"));
         }
         Ok(())
+    }
+
+    /// How many numbers a model of this architecture stores: its trainable
+    /// parameters for `value_dims`-dimensional values and an output head of
+    /// `head_width`, plus the fixed Fourier frequencies for `position_dims`.
+    ///
+    /// Computed without allocating, in `u128` so that absurd sizes (from a
+    /// damaged checkpoint header) cannot overflow: checkpoint loading compares
+    /// it with the file's size before building anything.
+    pub fn stored_numbers(
+        &self,
+        position_dims: usize,
+        value_dims: usize,
+        head_width: usize,
+    ) -> u128 {
+        let [e, w, f] = [self.embed_dim, self.width(), self.ff_dim].map(|x| x as u128);
+        let (p, v, h) = (
+            position_dims as u128,
+            value_dims as u128,
+            head_width as u128,
+        );
+        let linear = |inputs: u128, outputs: u128| inputs * outputs + outputs;
+        let norm = 2 * w;
+        let block = 2 * norm + 4 * linear(w, w) + linear(w, f) + linear(f, w);
+        let layers = self.encoder_layers as u128 + self.decoder_layers as u128;
+        linear(v, e) + w + layers * block + 2 * norm + linear(w, h) + p * e / 2
     }
 }
 
@@ -462,16 +509,7 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         let w = self.config.width();
         let dev = &self.device;
         let c = &self.config;
-        let needed = crate::limits::pass_bytes(
-            b,
-            s,
-            nq,
-            w,
-            c.ff_dim,
-            c.heads,
-            (c.encoder_layers, c.decoder_layers),
-            T::OWNS_TAPE,
-        );
+        let needed = crate::limits::pass_bytes(c, b, s, nq, T::OWNS_TAPE);
         crate::limits::check(needed, || {
             format!("a pass over {b} signals with |S| = {s} and |Q| = {nq}")
         })?;
@@ -619,6 +657,36 @@ mod tests {
             );
         }
         s
+    }
+
+    #[test]
+    fn stored_numbers_counts_exactly_what_the_model_allocates() {
+        for preset in [Preset::Tiny, Preset::Small] {
+            for bins in [1usize, 3] {
+                let centres: Vec<[f32; 3]> = (0..bins).map(|b| [b as f32; 3]).collect();
+                let dist = BinnedMixture::with_centres(&centres, 0.1, 1e-3).unwrap();
+                let width = OutputDistribution::<3>::head_width(&dist);
+                let m =
+                    Model::<2, 3, Cpu, _>::new(preset.config(), dist, 0, &Cpu::default()).unwrap();
+                let expected = (m.num_params() + m.fourier().len()) as u128;
+                assert_eq!(preset.config().stored_numbers(2, 3, width), expected);
+            }
+        }
+        let absurd = ModelConfig {
+            embed_dim: usize::MAX - 1,
+            ..Preset::Tiny.config()
+        };
+        assert!(absurd.validate().is_err());
+        let largest = ModelConfig {
+            embed_dim: 1 << 16,
+            heads: 1,
+            ff_dim: 1 << 18,
+            encoder_layers: 1 << 10,
+            decoder_layers: 1 << 10,
+            fourier_scale: 1.0,
+        };
+        largest.validate().unwrap();
+        assert!(largest.stored_numbers(3, 3, usize::MAX) > u64::MAX as u128);
     }
 
     fn close(a: &[f32], b: &[f32], tol: f32) -> bool {

@@ -308,6 +308,26 @@ fn mismatched_checkpoints_are_refused_with_the_difference_named() {
         .to_string();
     assert!(err.contains("shape"), "{err}");
 
+    // A header claiming a model far larger than the file holds is refused
+    // before anything is allocated (a forged size must not exhaust memory).
+    let huge = header.replacen("\\\"ff_dim\\\":256", "\\\"ff_dim\\\":262144", 1);
+    assert_ne!(huge, header);
+    let mut forged = (huge.len() as u64).to_le_bytes().to_vec();
+    forged.extend_from_slice(huge.as_bytes());
+    forged.extend_from_slice(&bytes[header_end..]);
+    let err = checkpoint::load_bytes::<1, 1, Cpu, BinnedMixture>(
+        &forged,
+        Path::new("forged.safetensors"),
+        "sine-test",
+        &Cpu::default(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("forged.safetensors") && err.contains("truncated or damaged"),
+        "{err}"
+    );
+
     // Not a checkpoint at all, and a truncated one.
     let junk = dir.path().join("junk");
     std::fs::create_dir_all(&junk).unwrap();
