@@ -2,7 +2,7 @@
 //!
 //! Shared by two users so that there is one definition of each target:
 //! - `fuzz/fuzz_targets/*.rs`, the libFuzzer binaries (`scripts/fuzz.sh`,
-//!   nightly toolchain);
+//!   stable toolchain with RUSTC_BOOTSTRAP=1);
 //! - `tests/fuzz_corpus.rs`, which replays the committed seed corpora and
 //!   every input that ever crashed (`fuzz/regressions/<target>/`) on the
 //!   stable toolchain, as part of the normal test suite.

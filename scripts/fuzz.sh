@@ -4,9 +4,14 @@
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]
 #
 # Defaults: 60 seconds for each target in fuzz/targets.rs (checkpoint,
-# predict, mnist, cifar, image_file). Needs the nightly toolchain (installed
-# with rustup if missing) and cargo-fuzz (installed if missing). Not part of
-# the test suite: tests/fuzz_corpus.rs replays the committed inputs instead.
+# predict, mnist, cifar, image_file). Needs cargo-fuzz (installed if
+# missing). Not part of the test suite: tests/fuzz_corpus.rs replays the
+# committed inputs instead.
+#
+# Toolchain: the stable compiler with RUSTC_BOOTSTRAP=1 (which allows the
+# sanitizer's -Z flags), not nightly: dfdx 0.13's build script switches on
+# its unstable `nightly` feature whenever the compiler calls itself nightly,
+# and that feature no longer compiles on current nightlies.
 #
 # Each target starts from its seeds (fuzz/seeds/<target>/) and a working
 # corpus that persists between runs (fuzz/corpus/<target>/, not committed).
@@ -23,18 +28,18 @@ if [ ${#targets[@]} -eq 0 ]; then
   targets=(checkpoint predict mnist cifar image_file)
 fi
 
-rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 mkdir -p fuzz/logs
-cargo +nightly fuzz build -O || exit 1
+cargo fuzz build -O || exit 1
 
 failed=()
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"
   echo "== $t: ${seconds}s"
   # rss_limit: a parser that allocates from an unchecked length trips it.
-  cargo +nightly fuzz run -O "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+  cargo fuzz run -O "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=20 -print_final_stats=1 \
     >"fuzz/logs/$t.log" 2>&1
   status=$?

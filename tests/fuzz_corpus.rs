@@ -1,7 +1,7 @@
 //! Replays every committed fuzz input through its target on the stable
 //! toolchain: the seed corpora (`fuzz/seeds/<target>/`) and every input that
 //! ever made a target crash (`fuzz/regressions/<target>/`). A fixed parser
-//! that regresses fails here, without a nightly toolchain or a fuzz run.
+//! that regresses fails here, without libFuzzer or a fuzz run.
 
 #[path = "../fuzz/targets.rs"]
 mod targets;
