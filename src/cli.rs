@@ -262,7 +262,12 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                 let state = fresh_state(&cli_domain, common, &device)?;
                 (cli_domain, state)
             };
-            let steps = common.steps.unwrap_or(domain.defaults().steps);
+            // A resumed run without --steps trains to the total it started
+            // with, which its learning-rate schedule records.
+            let steps = common
+                .steps
+                .or(state.settings.cosine_decay_steps.filter(|_| *resume))
+                .unwrap_or(domain.defaults().steps);
             if *reschedule && state.settings.cosine_decay_steps.is_some() {
                 state.settings.cosine_decay_steps = Some(steps);
             }
