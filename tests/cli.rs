@@ -42,7 +42,12 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
     // Resuming without --steps trains to the run's own total (6), not to the
     // domain's default: a finished run stays finished.
     run(&["train", "--resume", "--out", out, "--quiet"]).unwrap();
-    assert_eq!(pixel_transformer::checkpoint::read_meta(dir.path()).unwrap().step, 6);
+    assert_eq!(
+        pixel_transformer::checkpoint::read_meta(dir.path())
+            .unwrap()
+            .step,
+        6
+    );
     run(&["train", "--resume", "--steps", "9", "--out", out, "--quiet"]).unwrap();
     let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
     assert_eq!(meta.step, 9);
