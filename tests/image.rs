@@ -67,7 +67,13 @@ fn colour_images_train_and_render_end_to_end() {
 
     // `sample` without --dataset: the checkpoint says colour shapes at 16 px.
     assert_eq!(run(&["sample", "--out", out]).unwrap(), 3);
-    for name in ["means.png", "samples.png", "std.png", "training_curve.png"] {
+    for name in [
+        "means.png",
+        "samples.png",
+        "std.png",
+        "composition.png",
+        "training_curve.png",
+    ] {
         let img = decode(&dir.path().join(name));
         assert!(img.width() > 100 && img.height() > 100, "{name}");
     }
@@ -82,11 +88,111 @@ fn colour_images_train_and_render_end_to_end() {
         (samples.width(), samples.height()),
         (4 + 4 * (16 * 7 + 4), 4 + 5 * (16 * 7 + 4))
     );
+    // Composition: 4 pairs (columns) × (2 sources, composed, nearest fill, mean, 2 samples).
+    let composition = decode(&dir.path().join("composition.png"));
+    assert_eq!(
+        (composition.width(), composition.height()),
+        (4 + 4 * (16 * 7 + 4), 4 + 7 * (16 * 7 + 4))
+    );
     let info: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("figures.json")).unwrap())
             .unwrap();
     assert_eq!(info["mean_sizes"], serde_json::json!([4, 16, 64, 256]));
+    assert_eq!(info["composition_observed"], 128);
     eprintln!("colour end to end: {:.1} s", start.elapsed().as_secs_f64());
+}
+
+#[test]
+fn eval_writes_the_csv_and_plots_end_to_end_and_is_reproducible() {
+    let start = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    run(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--out",
+        out,
+        "--quiet",
+    ])
+    .unwrap();
+    let eval = [
+        "eval",
+        "--out",
+        out,
+        "--eval-images",
+        "3",
+        "--eval-samples",
+        "2",
+        "--eval-autoregressive",
+        "2",
+    ];
+    assert_eq!(run(&eval).unwrap(), 1);
+    let read = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap();
+    let csv = read("eval.csv");
+    let lines: Vec<&str> = csv.lines().collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    assert_eq!(header.len(), 12);
+    assert_eq!(header[0], "observed");
+    // MNIST: |S| = 4, 8, …, 512, every number present and finite.
+    let observed: Vec<usize> = lines[1..]
+        .iter()
+        .map(|l| l.split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(observed, [4, 8, 16, 32, 64, 128, 256, 512]);
+    for line in &lines[1..] {
+        for (name, field) in header.iter().zip(line.split(',')) {
+            let x: f64 = field
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: {field:?}"));
+            assert!(x.is_finite(), "{name} = {x}");
+            if name.starts_with("accuracy") || name.starts_with("ssim") {
+                assert!(x <= 1.0, "{name} = {x}");
+            }
+        }
+    }
+    // The nearest-neighbour fill improves as pixels are added.
+    let psnr_nearest = |l: &str| -> f64 { l.split(',').nth(3).unwrap().parse().unwrap() };
+    assert!(
+        psnr_nearest(lines[8]) > psnr_nearest(lines[1]) + 3.0,
+        "{csv}"
+    );
+    let info: serde_json::Value = serde_json::from_str(&read("eval.json")).unwrap();
+    assert_eq!(info["report"]["options"]["images"], 3);
+    assert_eq!(info["report"]["options"]["samples"], 2);
+    assert!(info["classifier"]["train_accuracy"].as_f64().unwrap() > 0.5);
+    for name in [
+        "eval_psnr.png",
+        "eval_ssim.png",
+        "eval_bits_per_dim.png",
+        "eval_accuracy.png",
+    ] {
+        let img = decode(&dir.path().join(name));
+        assert!(img.width() > 300 && img.height() > 200, "{name}");
+    }
+
+    // Again: the cached classifier is reused and every number is the same.
+    let classifier = dir.path().join("classifier.safetensors");
+    let modified = std::fs::metadata(&classifier).unwrap().modified().unwrap();
+    run(&eval).unwrap();
+    assert_eq!(
+        std::fs::metadata(&classifier).unwrap().modified().unwrap(),
+        modified
+    );
+    assert_eq!(read("eval.csv"), csv);
+
+    // A damaged classifier is an error that names it, not a silent retraining.
+    std::fs::write(&classifier, b"broken").unwrap();
+    let err = run(&eval).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("classifier.safetensors"),
+        "{err:#}"
+    );
+    eprintln!("eval end to end: {:.1} s", start.elapsed().as_secs_f64());
 }
 
 /// The held-out NLL (nats) and RMSE of the best constant Gaussian: the mean and

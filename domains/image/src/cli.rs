@@ -21,7 +21,10 @@ use crate::{ImageArgs, ImageConfig};
 ///   `train --resume`, or the main job with `--checkpoint DIR`) take the
 ///   data set, size and channels stored in it, so they need not be repeated
 ///   on the command line.
+/// - The `--eval-*` options are handed to the evaluation of this thread
+///   ([`crate::eval::set_thread_options`]).
 pub fn prepare(cli: &mut Cli<ImageArgs>) -> usize {
+    crate::eval::set_thread_options(Some(cli.domain.eval_options()));
     let out = cli
         .common
         .out

@@ -35,12 +35,15 @@
 
 mod baseline;
 pub mod cifar;
+pub mod classifier;
 pub mod cli;
+pub mod compose;
 mod dataset;
-mod eval;
+pub mod eval;
 pub mod figure;
 mod files;
 pub mod folder;
+pub mod metrics;
 pub mod mnist;
 mod raster;
 mod render;
@@ -61,7 +64,7 @@ use serde::{Deserialize, Serialize};
 
 pub use baseline::nearest_fill;
 pub use dataset::{load, resize, Dataset, DatasetKind};
-pub use eval::EVAL_QUERIES;
+pub use eval::{evaluate_with, EvalOptions, EvalReport, EvalRow, EVAL_QUERIES};
 pub use files::MAX_DECOMPRESSED_BYTES;
 pub use raster::Image;
 pub use render::{MEAN_SIZES, SAMPLES, SAMPLE_AUTOREGRESSIVE, SAMPLE_OBSERVED};
@@ -109,9 +112,30 @@ pub struct ImageArgs {
     /// Learn a colour data set in grey (one channel).
     #[arg(long, global = true)]
     pub grey: bool,
+    /// Evaluation: number of test images [default: 100].
+    #[arg(long, global = true)]
+    pub eval_images: Option<usize>,
+    /// Evaluation: samples per test image and |S| [default: 1].
+    #[arg(long, global = true)]
+    pub eval_samples: Option<usize>,
+    /// Evaluation: pixels of each sample drawn one at a time before the rest
+    /// take the mean (hybrid sampling) [default: 16].
+    #[arg(long, global = true)]
+    pub eval_autoregressive: Option<usize>,
 }
 
 impl ImageArgs {
+    /// The evaluation's options: the defaults, enlarged or shrunk by the `--eval-*` flags.
+    pub fn eval_options(&self) -> EvalOptions {
+        let d = EvalOptions::default();
+        EvalOptions {
+            images: self.eval_images.unwrap_or(d.images),
+            samples: self.eval_samples.unwrap_or(d.samples),
+            autoregressive: self.eval_autoregressive.unwrap_or(d.autoregressive),
+            ..d
+        }
+    }
+
     /// Channels the model should have for these options: 1 for MNIST or
     /// with `--grey`, else 3. The example program dispatches on it, since
     /// the command line is generic over `V` at compile time.

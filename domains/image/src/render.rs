@@ -5,6 +5,8 @@
 //!   nearest-neighbour fill of `S` and three samples, at `|S| = 32`;
 //! - `std.png`: per-pixel standard deviation for the same sets as
 //!   `means.png`, on one shared scale, showing the uncertainty shrink;
+//! - `composition.png` (Fig. 5): `S` from the top of one test image and the
+//!   bottom of another (see [`crate::compose`]);
 //! - `training_curve.png` and `.svg` when the folder holds a training log;
 //! - `figures.json`: what the pictures show (sizes, the std scale).
 //!
@@ -38,10 +40,14 @@ pub const SAMPLE_AUTOREGRESSIVE: usize = 64;
 /// Test images shown.
 const IMAGES: usize = 4;
 /// Temperature of the bin choice when sampling (the paper's evaluation).
-const TEMPERATURE: f32 = 0.9;
+pub(crate) const TEMPERATURE: f32 = 0.9;
 
 /// The first `n` pixels of `order` as observations of `img`.
-fn observe<const V: usize>(img: &Image<V>, order: &[usize], n: usize) -> Observations<2, V> {
+pub(crate) fn observe<const V: usize>(
+    img: &Image<V>,
+    order: &[usize],
+    n: usize,
+) -> Observations<2, V> {
     let grid = img.grid();
     let mut s = Observations::new();
     for &i in order.iter().take(n) {
@@ -137,9 +143,15 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         fig.write(&path)?;
         written.push(path);
     }
+    written.push(crate::compose::render_composition(
+        domain, model, out_dir, seed,
+    )?);
     let info = serde_json::json!({
         "means_png": "rows: test images; columns: truth, then the mean image for each |S|",
         "samples_png": "columns: test images; rows: truth, nearest-neighbour fill of S, samples",
+        "composition_png": "columns: pairs of test images; rows: top source, bottom source, the composed image S is drawn from (top half of the first over the bottom half of the second), nearest-neighbour fill of S, mean, samples",
+        "composition_observed": crate::compose::COMPOSE_OBSERVED.min(grid.len()),
+        "composition_samples": crate::compose::COMPOSE_SAMPLES,
         "std_png": "rows: test images; columns: per-pixel std (RMS over channels) for each |S|; black = 0, white = std_max",
         "mean_sizes": sizes,
         "sample_observed": n,
