@@ -11,8 +11,11 @@ use pixel_transformer::deps::dfdx::prelude::Cpu;
 use pixel_transformer::eval::{heldout_metrics, HeldoutRow, HELDOUT_SIGNALS};
 use pixel_transformer::trainer::{train, TrainOptions, TrainSettings, TrainState};
 use pixel_transformer::{BinnedMixture, Model, Preset, SetSizes, Split};
+use pixel_transformer_image::classifier::ClassifierOptions;
 use pixel_transformer_image::deps::image;
-use pixel_transformer_image::{cli::prepare, DatasetKind, ImageArgs, ImageConfig, ImageDomain};
+use pixel_transformer_image::{
+    cli::prepare, evaluate_with, DatasetKind, EvalOptions, ImageArgs, ImageConfig, ImageDomain,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -271,6 +274,32 @@ fn a_tiny_model_learns_mnist_beyond_the_untrained_model_and_the_mean_value() {
         assert!(
             t.rmse < base.rmse,
             "|S| = {n}: {t:?} vs mean value {base:?}"
+        );
+    }
+
+    // The evaluation's measures see the learning too: mean images closer to
+    // the truth and fewer bits per pixel than the untrained model's.
+    let options = EvalOptions {
+        images: 10,
+        samples: 0,
+        observed: sizes.to_vec(),
+        classifier: ClassifierOptions {
+            epochs: 1,
+            ..ClassifierOptions::default()
+        },
+        ..EvalOptions::default()
+    };
+    let before = evaluate_with(&domain, &new_model(), dir.path(), 5, &options).unwrap();
+    let after = evaluate_with(&domain, &state.model, dir.path(), 5, &options).unwrap();
+    for (b, a) in before.rows.iter().zip(&after.rows) {
+        eprintln!(
+            "|S| = {}: mean-image PSNR trained {:.2} dB, untrained {:.2} dB; bits/dim {:.3} vs {:.3}",
+            a.observed, a.psnr_mean, b.psnr_mean, a.bits_per_dim, b.bits_per_dim
+        );
+        assert!(a.psnr_mean > b.psnr_mean + 1.0, "{a:?} vs untrained {b:?}");
+        assert!(
+            a.bits_per_dim < b.bits_per_dim - 0.5,
+            "{a:?} vs untrained {b:?}"
         );
     }
     eprintln!(
