@@ -190,10 +190,10 @@ impl Classifier {
                 let loss = cross_entropy_with_logits_loss(logits, target);
                 let value = loss.array();
                 if !value.is_finite() {
-                    return Err(Error::Diverged {
-                        step: adam.t + 1,
-                        loss: value,
-                    });
+                    return Err(Error::invalid(format!(
+                        "the classifier's training diverged at step {} (loss {value}); try a lower learning rate",
+                        adam.t + 1
+                    )));
                 }
                 let grads = loss.backward();
                 adam.step(&mut net.params, &grads);
