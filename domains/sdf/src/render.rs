@@ -29,7 +29,7 @@ const PANEL: u32 = 160;
 /// Side of one slice picture, in pixels.
 const SLICE: u32 = 128;
 /// Distances saturate the colour map at this magnitude.
-const COLOUR_SCALE: f32 = 0.3;
+const COLOUR_SCALE: f32 = 0.5;
 const BACKGROUND: Rgb<u8> = Rgb([244, 244, 244]);
 
 /// The view: turned 35° about the vertical, then tilted 20° to look from above.
@@ -42,9 +42,9 @@ fn view(p: [f32; 3]) -> [f32; 3] {
     [x, y, z]
 }
 
-/// Panel pixel of a view-space point (the unit cube's diagonal fits the panel).
+/// Panel pixel of a view-space point (furniture, within ±0.9, fits the panel in any view).
 fn to_pixel(v: [f32; 3], size: u32) -> (f32, f32) {
-    let s = size as f32 / (2.0 * 1.8);
+    let s = size as f32 / (2.0 * 1.3);
     (size as f32 / 2.0 + v[0] * s, size as f32 / 2.0 - v[1] * s)
 }
 

@@ -146,10 +146,10 @@ fn post(x: f32, z: f32, bottom: f32, top: f32, half_width: f32, round: bool) -> 
 /// A random chair.
 pub fn chair(rng: &mut ChaCha8Rng) -> Shape {
     let mut parts = Vec::new();
-    let half_width = rng.gen_range(0.32..0.55f32);
-    let half_depth = rng.gen_range(0.3..0.5f32);
-    let thickness = rng.gen_range(0.04..0.1f32);
-    let seat_top = rng.gen_range(-0.2..0.1f32);
+    let half_width = rng.gen_range(0.35..0.55f32);
+    let half_depth = rng.gen_range(0.32..0.5f32);
+    let thickness = rng.gen_range(0.08..0.15f32);
+    let seat_top = rng.gen_range(-0.15..0.05f32);
     let seat_bottom = seat_top - thickness;
     parts.push(Primitive::cuboid(
         [-half_width, seat_bottom, -half_depth],
@@ -158,8 +158,8 @@ pub fn chair(rng: &mut ChaCha8Rng) -> Shape {
 
     // Four legs, inset from the seat's corners.
     let round = rng.gen_bool(0.5);
-    let leg = rng.gen_range(0.03..0.07f32);
-    let inset = leg + rng.gen_range(0.0..0.08f32);
+    let leg = rng.gen_range(0.05..0.09f32);
+    let inset = leg + rng.gen_range(0.0..0.06f32);
     let (lx, lz) = (half_width - inset, half_depth - inset);
     for (sx, sz) in [(-1.0, -1.0), (1.0, -1.0), (-1.0, 1.0), (1.0, 1.0)] {
         parts.push(post(sx * lx, sz * lz, FLOOR, seat_bottom, leg, round));
@@ -186,7 +186,7 @@ pub fn chair(rng: &mut ChaCha8Rng) -> Shape {
     }
 
     // The back: a panel or vertical slats under a top rail, possibly reclined.
-    let back_thickness = rng.gen_range(0.03..0.07f32);
+    let back_thickness = rng.gen_range(0.06..0.12f32);
     let back_height = rng.gen_range(0.4..(0.88 - seat_top).min(0.85));
     let tilt = rng.gen_range(0.0..0.3f32);
     let back_half_width = half_width * rng.gen_range(0.8..1.0f32);
@@ -214,7 +214,7 @@ pub fn chair(rng: &mut ChaCha8Rng) -> Shape {
     if rng.gen_bool(0.5) {
         parts.push(panel(0.0, back_height, -back_half_width, back_half_width));
     } else {
-        let rail = rng.gen_range(0.06..0.15f32);
+        let rail = rng.gen_range(0.1..0.18f32);
         parts.push(panel(
             back_height - rail,
             back_height,
@@ -222,7 +222,7 @@ pub fn chair(rng: &mut ChaCha8Rng) -> Shape {
             back_half_width,
         ));
         let slats = rng.gen_range(2..=4);
-        let slat = rng.gen_range(0.025..0.05f32);
+        let slat = rng.gen_range(0.04..0.07f32);
         for k in 0..slats {
             let x = -back_half_width
                 + slat
@@ -234,7 +234,7 @@ pub fn chair(rng: &mut ChaCha8Rng) -> Shape {
     // Arms: a rest on each side, on a post at the front.
     if rng.gen_bool(0.4) {
         let height = seat_top + rng.gen_range(0.15..0.3f32);
-        let arm = rng.gen_range(0.03..0.06f32);
+        let arm = rng.gen_range(0.04..0.07f32);
         let front = half_depth - rng.gen_range(0.0..0.1f32);
         for sx in [-1.0, 1.0] {
             let x = sx * (half_width - arm);
