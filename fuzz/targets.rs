@@ -25,12 +25,14 @@ use pixel_transformer_polynomial::PolynomialDomain;
 pub const INPUT: &str = "fuzz-input";
 
 /// The targets, by name: the names of the fuzz binaries and corpus folders.
-pub const TARGETS: [(&str, fn(&[u8])); 5] = [
+pub const TARGETS: [(&str, fn(&[u8])); 7] = [
     ("checkpoint", checkpoint),
     ("predict", predict_lines),
     ("mnist", mnist_files),
     ("cifar", cifar_batch),
     ("image_file", image_file),
+    ("npy", npy_grid),
+    ("video_frame", video_frame),
 ];
 
 fn names_input<T>(result: pixel_transformer::Result<T>) {
@@ -83,11 +85,9 @@ pub fn cifar_batch(data: &[u8]) {
     names_input(cifar::parse_batch(data, Path::new(INPUT)));
 }
 
-/// An image file of a folder data set (PNG or JPEG, format sniffed from the
-/// content), decoded and resized as grey and as colour.
-pub fn image_file(data: &[u8]) {
-    // The loader reads files, so the input goes through one: one file per
-    // process (and thread), rewritten for each input.
+/// The readers below take paths, so the input goes through a file: one per
+/// process and thread, rewritten for each input.
+fn as_file(data: &[u8]) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "pixel-transformer-fuzz-{}-{:?}",
         std::process::id(),
@@ -96,6 +96,25 @@ pub fn image_file(data: &[u8]) {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(INPUT);
     std::fs::write(&path, data).unwrap();
+    path
+}
+
+/// An image file of a folder data set (PNG or JPEG, format sniffed from the
+/// content), decoded and resized as grey and as colour.
+pub fn image_file(data: &[u8]) {
+    let path = as_file(data);
     names_input(folder::load_image::<1>(&path, 8));
     names_input(folder::load_image::<3>(&path, 8));
+}
+
+/// A NumPy `.npy` SDF grid.
+pub fn npy_grid(data: &[u8]) {
+    names_input(pixel_transformer_sdf::npy::load_npy(&as_file(data)));
+}
+
+/// One frame of a video frame folder, decoded at its own size.
+pub fn video_frame(data: &[u8]) {
+    let path = as_file(data);
+    names_input(pixel_transformer_video::folder::load_frame::<1>(&path));
+    names_input(pixel_transformer_video::folder::load_frame::<3>(&path));
 }

@@ -3,8 +3,8 @@
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET ...]
 #
-# Defaults: 60 seconds for each target in fuzz/targets.rs (checkpoint,
-# predict, mnist, cifar, image_file). Needs cargo-fuzz (installed if
+# Defaults: 60 seconds for each target (`cargo fuzz list`; the bodies are in
+# fuzz/targets.rs). Needs cargo-fuzz (installed if
 # missing). Not part of the test suite: tests/fuzz_corpus.rs replays the
 # committed inputs instead.
 #
@@ -24,12 +24,12 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then
-  targets=(checkpoint predict mnist cifar image_file)
-fi
 
 export RUSTC_BOOTSTRAP=1
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(cargo fuzz list)
+fi
 
 mkdir -p fuzz/logs
 cargo fuzz build -O || exit 1

@@ -52,6 +52,9 @@ fn the_seed_corpora_are_valid_inputs() {
         )
         .unwrap_or_else(|e| panic!("{e}"));
     }
+    for (file, _) in inputs(&seeds.join("npy")) {
+        pixel_transformer_sdf::npy::load_npy(Path::new(&file)).unwrap_or_else(|e| panic!("{e}"));
+    }
     for (file, bytes) in inputs(&seeds.join("cifar")) {
         pixel_transformer_image::cifar::parse_batch(&bytes, Path::new(&file))
             .unwrap_or_else(|e| panic!("{e}"));
