@@ -507,3 +507,16 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
     let report = evaluate_with(domain, model, out_dir, seed, &thread_options())?;
     Ok(table(&report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_double_from_four_up_to_the_limit() {
+        assert_eq!(log_spaced_sizes(512), [4, 8, 16, 32, 64, 128, 256, 512]);
+        assert_eq!(log_spaced_sizes(783), [4, 8, 16, 32, 64, 128, 256, 512]);
+        assert_eq!(log_spaced_sizes(7), [4]);
+        assert_eq!(log_spaced_sizes(0), [4]);
+    }
+}
