@@ -59,7 +59,11 @@ pub fn load_frame<const V: usize>(path: &Path) -> Result<Image<V>> {
         .map_err(|e| Error::io(path, e))?
         .decode()
         .map_err(|e| malformed(path, format!("cannot decode the frame: {e}")))?;
-    Image::from_u8(w as usize, h as usize, 3, img.to_rgb8().as_raw())
+    // The decoded size, not the header's, sizes the buffer (they agree for
+    // well-formed files); any mismatch is still an error naming the file.
+    let rgb = img.to_rgb8();
+    let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+    Image::from_u8(w, h, 3, rgb.as_raw()).map_err(|e| malformed(path, e.to_string()))
 }
 
 /// Loads the frames of one clip folder, in name order.
