@@ -2,7 +2,7 @@
 //!
 //! ```sh
 //! cargo run --release --example sdf                         # main job: train on procedural chairs, write meshes, evaluate
-//! cargo run --release --example sdf -- --checkpoint pretrained   # the same with the shipped model, no training
+//! cargo run --release --example sdf -- --checkpoint runs/sdf       # meshes and evaluation of a trained model, no training
 //! cargo run --release --example sdf -- eval --checkpoint runs/sdf --eval-shapes 100   # the benchmark
 //! cargo run --release --example sdf -- train --dataset npy --data DIR --steps 5000
 //! cargo run --release --example sdf -- --help
