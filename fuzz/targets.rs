@@ -24,8 +24,11 @@ use pixel_transformer_polynomial::PolynomialDomain;
 /// The name every input is given in error messages.
 pub const INPUT: &str = "fuzz-input";
 
+/// A target's body: feeds arbitrary bytes to one reader.
+pub type Body = fn(&[u8]);
+
 /// The targets, by name: the names of the fuzz binaries and corpus folders.
-pub const TARGETS: [(&str, fn(&[u8])); 7] = [
+pub const TARGETS: [(&str, Body); 7] = [
     ("checkpoint", checkpoint),
     ("predict", predict_lines),
     ("mnist", mnist_files),
