@@ -135,6 +135,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         encoder_layers: shape.layers,
         decoder_layers: shape.layers,
         fourier_scale: 2.0,
+        raw_positions: true,
     };
     let mut model = Model::<P, V, D, BinnedMixture>::new(config, distribution, 0, &device)?;
     let params = model.num_params();

@@ -8,7 +8,15 @@
 //!
 //! - **Position features** are fixed random Fourier features
 //!   `[sin 2πxB, cos 2πxB]`, `B ~ N(0, scale²)` of shape `P × E/2`; they are
-//!   computed on the host and never trained.
+//!   computed on the host and never trained. With
+//!   [`ModelConfig::raw_positions`] (on in every preset) the sines of the
+//!   first `P` frequencies are replaced by the coordinates themselves. The
+//!   paper uses Fourier features only; for `P ≥ 2` each of its features is
+//!   a plane wave mixing all axes, and small models then learn slowly how a
+//!   value depends on one coordinate: on signals `v = a·x₀ + c` with random
+//!   `a, c`, a `tiny` model after 400 steps predicted from 8 observations
+//!   with RMSE 0.34 (only the offset `c` learned) for `P = 2` and `P = 3`,
+//!   and 0.11 with the coordinates included (`P = 1`: 0.08).
 //! - A **sample token** is `[value_emb(v), fourier(x)]` (width `2E`); a **query
 //!   token** is `[0, fourier(x)]`. A learned **prior token** is always the first
 //!   encoder input, so an empty observation set is valid (unconditional
@@ -58,6 +66,11 @@ pub struct ModelConfig {
     pub decoder_layers: usize,
     /// Standard deviation of the random Fourier frequencies (paper: 2).
     pub fourier_scale: f32,
+    /// Give the model the position coordinates themselves, in place of the
+    /// sines of the first `P` frequencies (see the module docs). Off in
+    /// checkpoints written before the option existed.
+    #[serde(default)]
+    pub raw_positions: bool,
 }
 
 /// Named architecture sizes.
@@ -87,6 +100,7 @@ impl Preset {
             encoder_layers: layers,
             decoder_layers: layers,
             fourier_scale: 2.0,
+            raw_positions: true,
         }
     }
 }
@@ -425,7 +439,11 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
                     .map(|a| x[a] * self.fourier[a * half + j])
                     .sum::<f32>()
                     * std::f32::consts::TAU;
-                dst[j] = phase.sin();
+                dst[j] = if self.config.raw_positions && j < P {
+                    x[j]
+                } else {
+                    phase.sin()
+                };
                 dst[half + j] = phase.cos();
             }
         }
@@ -684,6 +702,7 @@ mod tests {
             encoder_layers: 1 << 10,
             decoder_layers: 1 << 10,
             fourier_scale: 1.0,
+            raw_positions: true,
         };
         largest.validate().unwrap();
         assert!(largest.stored_numbers(3, 3, usize::MAX) > u64::MAX as u128);
