@@ -123,6 +123,40 @@ pub struct Cli<A: Args> {
     pub domain: A,
 }
 
+impl<A: Args> Cli<A> {
+    /// The domain settings stored in the checkpoint this command continues
+    /// from, if there is one and they are a `C`.
+    ///
+    /// Every command but a fresh `train` and a main job without
+    /// `--checkpoint` continues from a checkpoint: the one in `--checkpoint`,
+    /// else in `--out`, else in `default_out`. `--checkpoint pretrained` is
+    /// the domain's business and gives `None` here. Programs whose
+    /// compile-time parameters depend on the data (grey or colour images and
+    /// videos) use this to pick `run_with::<P, V, …>` and to show the stored
+    /// settings rather than the command line's defaults.
+    pub fn continued_config<C: Clone + 'static>(&self, default_out: &Path) -> Option<C> {
+        let fresh = match &self.command {
+            Some(Command::Train { resume, .. }) => !resume,
+            None => self.common.checkpoint.is_none(),
+            Some(_) => false,
+        };
+        if fresh {
+            return None;
+        }
+        let path = match self.common.checkpoint.as_deref() {
+            Some("pretrained") => return None,
+            Some(p) => PathBuf::from(p),
+            None => self
+                .common
+                .out
+                .clone()
+                .unwrap_or_else(|| default_out.to_path_buf()),
+        };
+        let meta = checkpoint::read_meta(&path).ok()?;
+        meta.domain.as_any().downcast_ref::<C>().cloned()
+    }
+}
+
 /// Parses the process's arguments and runs the command for domain `Dm`.
 pub fn run<const P: usize, const V: usize, Dm: Domain<P, V>>() -> anyhow::Result<()> {
     run_with::<P, V, Dm>(Cli::<Dm::Args>::parse())

@@ -7,8 +7,7 @@
 
 use std::path::PathBuf;
 
-use pixel_transformer::checkpoint;
-use pixel_transformer::cli::{Cli, Command};
+use pixel_transformer::cli::Cli;
 
 use crate::{ImageArgs, ImageConfig};
 
@@ -30,24 +29,9 @@ pub fn prepare(cli: &mut Cli<ImageArgs>) -> usize {
         .out
         .get_or_insert_with(|| PathBuf::from("runs/image").join(cli.domain.dataset.name()))
         .clone();
-    let fresh = match &cli.command {
-        Some(Command::Train { resume, .. }) => !resume,
-        None => cli.common.checkpoint.is_none(),
-        Some(_) => false,
-    };
-    let existing = match cli.common.checkpoint.as_deref() {
-        // The shipped checkpoint is MNIST, which the options already default to.
-        Some("pretrained") => None,
-        Some(p) => Some(PathBuf::from(p)),
-        None => Some(out),
-    };
-    if let (false, Some(path)) = (fresh, existing) {
-        if let Ok(meta) = checkpoint::read_meta(&path) {
-            if let Some(c) = meta.domain.as_any().downcast_ref::<ImageConfig>() {
-                apply(&mut cli.domain, c);
-                return c.channels;
-            }
-        }
+    if let Some(c) = cli.continued_config::<ImageConfig>(&out) {
+        apply(&mut cli.domain, &c);
+        return c.channels;
     }
     cli.domain.channels()
 }

@@ -7,8 +7,7 @@
 
 use std::path::PathBuf;
 
-use pixel_transformer::checkpoint;
-use pixel_transformer::cli::{Cli, Command};
+use pixel_transformer::cli::Cli;
 
 use crate::{VideoArgs, VideoConfig};
 
@@ -29,23 +28,9 @@ pub fn prepare(cli: &mut Cli<VideoArgs>) -> usize {
             other => PathBuf::from("runs/video").join(other.name()),
         })
         .clone();
-    let fresh = match &cli.command {
-        Some(Command::Train { resume, .. }) => !resume,
-        None => cli.common.checkpoint.is_none(),
-        Some(_) => false,
-    };
-    let existing = match cli.common.checkpoint.as_deref() {
-        Some(p) if p != "pretrained" => Some(PathBuf::from(p)),
-        Some(_) => None,
-        None => Some(out),
-    };
-    if let (false, Some(path)) = (fresh, existing) {
-        if let Ok(meta) = checkpoint::read_meta(&path) {
-            if let Some(c) = meta.domain.as_any().downcast_ref::<VideoConfig>() {
-                apply(&mut cli.domain, c);
-                return c.channels;
-            }
-        }
+    if let Some(c) = cli.continued_config::<VideoConfig>(&out) {
+        apply(&mut cli.domain, &c);
+        return c.channels;
     }
     cli.domain.channels()
 }
