@@ -53,6 +53,9 @@ pub struct CommonArgs {
     /// Adam learning rate [default: the domain's].
     #[arg(long, global = true)]
     pub lr: Option<f64>,
+    /// Value bins of the output distribution (1 = a plain Gaussian) [default: the domain's].
+    #[arg(long, global = true)]
+    pub bins: Option<usize>,
     /// Keep the learning rate constant instead of decaying it along a cosine
     /// to 1 % over the run's steps.
     #[arg(long, global = true)]
@@ -228,7 +231,13 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
 ) -> Result<TrainState<P, V, D, BinnedMixture>> {
     let d = domain.defaults();
     let config: ModelConfig = common.preset.unwrap_or(d.preset).config();
-    let distribution = fit_distribution(domain, d.bins, d.sigma_floor, common.seed)?;
+    let bins = common.bins.unwrap_or(d.bins);
+    if bins == 0 {
+        return Err(crate::Error::invalid(
+            "--bins must be at least 1 (1 = a plain Gaussian)",
+        ));
+    }
+    let distribution = fit_distribution(domain, bins, d.sigma_floor, common.seed)?;
     let model = Model::new(config, distribution, common.seed, device)?;
     let settings = TrainSettings {
         seed: common.seed,

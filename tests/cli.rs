@@ -132,6 +132,23 @@ fn bad_command_lines_get_clear_errors() {
     assert!(err.contains("noise"), "{err}");
     // Unknown preset is a parse error.
     assert!(run(&["train", "--preset", "huge"]).is_err());
+    // No bins at all.
+    let err = format!(
+        "{:#}",
+        run(&["train", "--bins", "0", "--out", out]).unwrap_err()
+    );
+    assert!(err.contains("--bins"), "{err}");
+}
+
+#[test]
+fn bins_on_the_command_line_choose_the_output_distribution() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let args = ["train", "--preset", "tiny", "--steps", "1", "--bins", "3"];
+    run(&[&args[..], &["--out", out, "--quiet"]].concat()).unwrap();
+    let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let centres = meta.distribution["centres"].as_array().unwrap().len();
+    assert_eq!(centres, 3, "{}", meta.distribution);
 }
 
 #[cfg(not(feature = "cuda"))]
