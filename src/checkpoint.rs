@@ -196,6 +196,41 @@ fn parse_meta(file: &Path, bytes: &[u8], expected_domain: Option<&str>) -> Resul
     })
 }
 
+/// Reads tensor `name` of a safetensors file as finite `f32`s of the given
+/// `shape`; the error says what is wrong with it (missing, other dtype or
+/// shape, a non-finite value) without the file name, for the caller to add.
+/// Shared by model checkpoints and other weights saved the same way (the
+/// image crate's classifier).
+pub fn read_f32(
+    tensors: &SafeTensors<'_>,
+    name: &str,
+    shape: &[usize],
+) -> std::result::Result<Vec<f32>, String> {
+    let t = tensors
+        .tensor(name)
+        .map_err(|_| format!("tensor `{name}` is missing"))?;
+    if t.dtype() != SDtype::F32 {
+        return Err(format!("tensor `{name}` is {:?}, expected F32", t.dtype()));
+    }
+    if t.shape() != shape {
+        return Err(format!(
+            "tensor `{name}` has shape {:?}, expected {shape:?}",
+            t.shape()
+        ));
+    }
+    let data: Vec<f32> = t
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    if let Some(i) = data.iter().position(|x| !x.is_finite()) {
+        return Err(format!(
+            "tensor `{name}` holds a non-finite value at index {i}"
+        ));
+    }
+    Ok(data)
+}
+
 /// Loads a checkpoint for domain `expected_domain`, checking everything it can:
 /// version, domain, dimensions, architecture, tensor names and shapes, and
 /// that every weight is finite.
@@ -254,34 +289,7 @@ pub fn load_bytes<const P: usize, const V: usize, D: Backend, O: OutputDistribut
     let mut model = Model::<P, V, D, O>::new(meta.model.clone(), distribution, 0, device)
         .map_err(|e| bad(format!("architecture: {e}")))?;
     let tensors = SafeTensors::deserialize(bytes).map_err(|e| bad(format!("tensors: {e:?}")))?;
-    let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
-        let t = tensors
-            .tensor(name)
-            .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
-        if t.dtype() != SDtype::F32 {
-            return Err(bad(format!(
-                "tensor `{name}` is {:?}, expected F32",
-                t.dtype()
-            )));
-        }
-        if t.shape() != shape {
-            return Err(bad(format!(
-                "tensor `{name}` has shape {:?}, expected {shape:?}",
-                t.shape()
-            )));
-        }
-        let data: Vec<f32> = t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        if let Some(i) = data.iter().position(|x| !x.is_finite()) {
-            return Err(bad(format!(
-                "tensor `{name}` holds a non-finite value at index {i}"
-            )));
-        }
-        Ok(data)
-    };
+    let read = |name: &str, shape: &[usize]| read_f32(&tensors, name, shape).map_err(bad);
     let names = model.param_names().to_vec();
     let expected: Vec<String> = names.iter().map(|n| format!("param.{n}")).collect();
     for name in tensors.names() {

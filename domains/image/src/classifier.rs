@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use pixel_transformer::checkpoint;
 use pixel_transformer::deps::dfdx::prelude::*;
 use pixel_transformer::kernels::Backend;
 use pixel_transformer::model::Param;
@@ -339,26 +340,9 @@ impl Classifier {
         let device = Cpu::default();
         let mut params = Vec::new();
         for (name, shape) in TENSORS.iter().zip(shapes) {
-            let t = tensors
-                .tensor(name)
-                .map_err(|_| bad(format!("tensor `{name}` is missing")))?;
             // The shape is checked against the header before anything is
             // allocated; the data itself is already in the file.
-            if t.dtype() != Dtype::F32 || t.shape() != shape {
-                return Err(bad(format!(
-                    "tensor `{name}` is {:?} {:?}, expected F32 {shape:?}",
-                    t.dtype(),
-                    t.shape()
-                )));
-            }
-            let data: Vec<f32> = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            if data.iter().any(|x| !x.is_finite()) {
-                return Err(bad(format!("tensor `{name}` holds NaN or infinity")));
-            }
+            let data = checkpoint::read_f32(&tensors, name, &shape).map_err(bad)?;
             params.push(device.tensor_from_vec(data, (shape[0], shape[1])));
         }
         Ok(Self {
