@@ -56,6 +56,10 @@ struct Args {
     /// cpu | cuda
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Add the distance bias of the presets (not in the reference
+    /// architecture), to measure what it costs.
+    #[arg(long)]
+    distance_bias: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -136,6 +140,8 @@ fn run<const P: usize, const V: usize, D: Backend>(
         decoder_layers: shape.layers,
         fourier_scale: 2.0,
         raw_positions: true,
+        // The reference architecture has no distance bias.
+        distance_bias: args.distance_bias,
     };
     let mut model = Model::<P, V, D, BinnedMixture>::new(config, distribution, 0, &device)?;
     let params = model.num_params();
@@ -154,6 +160,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         "mode": if sample { "sample" } else { "train" },
         "params": params,
         "threads": rayon::current_num_threads(),
+        "distance_bias": args.distance_bias,
         "device": args.device,
         "observed": shape.observed,
         "queries": shape.queries,

@@ -67,8 +67,10 @@ pub fn pass_bytes(
         config.heads as u64,
     );
     let (enc, dec) = (config.encoder_layers as u64, config.decoder_layers as u64);
-    let encoder = enc * (3 * b * h * s * s + 12 * b * s * w + 2 * b * s * f);
-    let decoder = dec * (3 * b * h * q * s + 12 * b * q * w + 2 * b * q * f);
+    // The distance bias copies each layer's queries and keys once more.
+    let rows = if config.distance_bias { 14 } else { 12 };
+    let encoder = enc * (3 * b * h * s * s + rows * b * s * w + 2 * b * s * f);
+    let decoder = dec * (3 * b * h * q * s + rows * b * q * w + 2 * b * q * f);
     let floats = if training {
         2 * (encoder + decoder)
     } else {

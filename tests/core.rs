@@ -523,6 +523,7 @@ fn slope_rmse(raw_positions: bool) -> f64 {
     let domain = SlopeDomain::<2>;
     let config = pixel_transformer::ModelConfig {
         raw_positions,
+        distance_bias: false,
         ..Preset::Tiny.config()
     };
     let model =
