@@ -296,7 +296,10 @@ impl<const V: usize> Domain<3, V> for VideoDomain<V> {
                 max_observed: MAX_OBSERVED,
                 queries: QUERIES,
             },
-            bins: if V == 1 { 32 } else { 512 },
+            // One Gaussian: with 32 bins the main job's model ignored the
+            // observations (15.65 dB at every |S|); with one Gaussian it beat
+            // the nearest fill at |S| = 512 and 1024 (book, video chapter).
+            bins: 1,
             // One grey level, as for images: Moving MNIST's background is exactly 0.
             sigma_floor: 1.0 / 255.0,
             preset: PRESET,
