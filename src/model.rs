@@ -301,47 +301,35 @@ pub struct Model<const P: usize, const V: usize, D: Backend, O: OutputDistributi
 struct DistanceFactors<D: Backend> {
     /// `b × rows × (P + 2)`: `√d·[2x, −1, ‖x‖²]` per query (zero for the
     /// prior token), the `√d` undoing the score scale `1/√d`.
-    queries: Tensor<(usize, usize, usize), f32, D>,
+    queries: Factors<D>,
     /// `b × keys × (P + 2)`: `[x, ‖x‖², 0]` per sample, `[0, 0, 1]` for the
     /// prior token. The last factor gives the prior the query's `‖x_q‖²`,
     /// which every sample key also carries once the identity above is
     /// applied, so the prior's bias is 0.
-    keys: Tensor<(usize, usize, usize), f32, D>,
+    keys: Factors<D>,
 }
 
 impl<D: Backend> DistanceFactors<D> {
     /// Key factors for `b` groups of `rows` slots (`None` = the prior token;
     /// missing slots are padding).
-    fn keys<'a, const P: usize, I, J>(
-        device: &D,
-        groups: I,
-        rows: usize,
-    ) -> Tensor<(usize, usize, usize), f32, D>
+    fn keys<'a, const P: usize, I, J>(device: &D, groups: I, rows: usize) -> Factors<D>
     where
         I: ExactSizeIterator<Item = J>,
         J: Iterator<Item = Option<&'a [f32; P]>>,
     {
-        let (b, f) = (groups.len(), P + 2);
-        let mut data = vec![0.0f32; b * rows * f];
-        for (i, slots) in groups.enumerate() {
-            for (j, slot) in slots.enumerate() {
-                let row = &mut data[(i * rows + j) * f..(i * rows + j + 1) * f];
-                match slot {
-                    Some(x) => {
-                        row[..P].copy_from_slice(x);
-                        row[P] = x.iter().map(|v| v * v).sum();
-                    }
-                    None => row[P + 1] = 1.0,
-                }
+        factor_rows(device, groups, rows, |slot, row| match slot {
+            Some(x) => {
+                row[..P].copy_from_slice(x);
+                row[P] = x.iter().map(|v| v * v).sum();
             }
-        }
-        device.tensor_from_vec(data, (b, rows, f))
+            None => row[P + 1] = 1.0,
+        })
     }
 
     /// Pairs `keys` with the query factors of `b` groups of `rows` slots.
     fn with_queries<'a, const P: usize, I, J>(
         device: &D,
-        keys: Tensor<(usize, usize, usize), f32, D>,
+        keys: Factors<D>,
         groups: I,
         rows: usize,
         scale: f32,
@@ -350,25 +338,42 @@ impl<D: Backend> DistanceFactors<D> {
         I: ExactSizeIterator<Item = J>,
         J: Iterator<Item = Option<&'a [f32; P]>>,
     {
-        let (b, f) = (groups.len(), P + 2);
-        let mut data = vec![0.0f32; b * rows * f];
-        for (i, slots) in groups.enumerate() {
-            for (j, slot) in slots.enumerate() {
-                if let Some(x) = slot {
-                    let row = &mut data[(i * rows + j) * f..(i * rows + j + 1) * f];
-                    for (a, xa) in x.iter().enumerate() {
-                        row[a] = 2.0 * scale * xa;
-                    }
-                    row[P] = -scale;
-                    row[P + 1] = scale * x.iter().map(|v| v * v).sum::<f32>();
+        let queries = factor_rows(device, groups, rows, |slot, row| {
+            if let Some(x) = slot {
+                for (a, xa) in x.iter().enumerate() {
+                    row[a] = 2.0 * scale * xa;
                 }
+                row[P] = -scale;
+                row[P + 1] = scale * x.iter().map(|v| v * v).sum::<f32>();
             }
-        }
-        Self {
-            queries: device.tensor_from_vec(data, (b, rows, f)),
-            keys,
+        });
+        Self { queries, keys }
+    }
+}
+
+/// `b × rows × (P + 2)` factors of the distance bias.
+type Factors<D> = Tensor<(usize, usize, usize), f32, D>;
+
+/// Builds `b × rows × (P + 2)` factors, `fill` writing each slot's row (rows
+/// of missing slots, i.e. padding, stay zero).
+fn factor_rows<'a, const P: usize, D: Backend, I, J>(
+    device: &D,
+    groups: I,
+    rows: usize,
+    fill: impl Fn(Option<&'a [f32; P]>, &mut [f32]),
+) -> Factors<D>
+where
+    I: ExactSizeIterator<Item = J>,
+    J: Iterator<Item = Option<&'a [f32; P]>>,
+{
+    let (b, f) = (groups.len(), P + 2);
+    let mut data = vec![0.0f32; b * rows * f];
+    for (i, slots) in groups.enumerate() {
+        for (j, slot) in slots.enumerate() {
+            fill(slot, &mut data[(i * rows + j) * f..(i * rows + j + 1) * f]);
         }
     }
+    device.tensor_from_vec(data, (b, rows, f))
 }
 
 /// Allocates named parameters with PyTorch-style initialisation.
@@ -730,18 +735,17 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         // Factors of the distance bias: the prior token has no position, so
         // its bias is 0 both as a query and as a key.
         let scale = ((w / c.heads) as f32).sqrt();
-        let distance_keys = c.distance_bias.then(|| {
-            let slots = items
+        let encoder_slots = || {
+            items
                 .iter()
-                .map(|item| std::iter::once(None).chain(item.observed.positions.iter().map(Some)));
-            DistanceFactors::keys(dev, slots, sk)
-        });
-        let encoder_distance = distance_keys.clone().map(|keys| {
-            let slots = items
-                .iter()
-                .map(|item| std::iter::once(None).chain(item.observed.positions.iter().map(Some)));
-            DistanceFactors::with_queries(dev, keys, slots, sk, scale)
-        });
+                .map(|item| std::iter::once(None).chain(item.observed.positions.iter().map(Some)))
+        };
+        let distance_keys = c
+            .distance_bias
+            .then(|| DistanceFactors::keys(dev, encoder_slots(), sk));
+        let encoder_distance = distance_keys
+            .clone()
+            .map(|keys| DistanceFactors::with_queries(dev, keys, encoder_slots(), sk, scale));
         let decoder_distance = distance_keys.map(|keys| {
             let slots = items.iter().map(|item| item.queries.iter().map(Some));
             DistanceFactors::with_queries(dev, keys, slots, nq, scale)
