@@ -71,21 +71,44 @@ pub trait Backend: Device<f32> {
         composed::adam_update(param, grad, m, v, h)
     }
 
-    /// `softmax(scale · scores + key_bias)` over the last axis; `key_bias` is batch × keys.
-    fn scaled_masked_softmax<T: Tape<f32, Self>>(
-        scores: Scores<Self, T>,
-        scale: f32,
+    /// Multi-head attention: for each item `i` and head `j`,
+    /// `softmax(scale · q_ij k_ijᵀ + key_bias_i) v_ij`. The inputs are the
+    /// projections' row-major outputs, heads side by side: `q` is
+    /// `(batch · queries) × (heads · dk)`, `k` is `(batch · keys) × (heads · dk)`,
+    /// `v` is `(batch · keys) × (heads · dv)`, and so is the result
+    /// `(batch · queries) × (heads · dv)`. `key_bias` is `batch × keys`
+    /// (0 for real keys, a large negative number for padding).
+    fn attention<T: Tape<f32, Self>>(
+        q: Flat<Self, T>,
+        k: Flat<Self, T>,
+        v: Flat<Self, T>,
+        shape: AttentionShape,
         key_bias: Option<&Tensor<(usize, usize), f32, Self>>,
-    ) -> Scores<Self, T> {
-        composed::scaled_masked_softmax(scores, scale, key_bias)
+    ) -> Flat<Self, T> {
+        composed::attention(q, k, v, shape, key_bias)
     }
+}
+
+/// The sizes of one [`Backend::attention`] call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionShape {
+    /// Items (signals) in the batch.
+    pub batch: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// Query rows per item.
+    pub queries: usize,
+    /// Key (and value) rows per item.
+    pub keys: usize,
+    /// Factor applied to the scores before the key bias and softmax.
+    pub scale: f32,
 }
 
 /// The [`Backend`] operations composed from dfdx's generic ops: what devices
 /// without fused kernels run (CUDA), and the reference the fused CPU kernels
 /// are tested against.
 pub mod composed {
-    use super::{AdamStep, Flat, Scores};
+    use super::{AdamStep, AttentionShape, Flat, Scores};
     use crate::model::Param;
     use dfdx::prelude::*;
 
@@ -132,18 +155,36 @@ pub mod composed {
         *param = param.clone() - m.clone() / denom * h.step;
     }
 
-    /// See [`Backend::scaled_masked_softmax`](super::Backend::scaled_masked_softmax).
-    pub fn scaled_masked_softmax<D: Device<f32>, T: Tape<f32, D>>(
-        scores: Scores<D, T>,
-        scale: f32,
+    /// See [`Backend::attention`](super::Backend::attention): reshapes to
+    /// `batch × heads × rows × width`, two batched products around a softmax.
+    pub fn attention<D: Device<f32>, T: Tape<f32, D>>(
+        q: Flat<D, T>,
+        k: Flat<D, T>,
+        v: Flat<D, T>,
+        s: AttentionShape,
         key_bias: Option<&Tensor<(usize, usize), f32, D>>,
-    ) -> Scores<D, T> {
-        let shape = *scores.shape();
-        let mut z = scores * scale;
+    ) -> Flat<D, T> {
+        type S4 = (usize, usize, usize, usize);
+        let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
+        let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
+        let q = q
+            .reshape_like(&(b, sq, h, dk))
+            .permute::<S4, Axes4<0, 2, 1, 3>>();
+        let k = k
+            .reshape_like(&(b, sk, h, dk))
+            .permute::<S4, Axes4<0, 2, 3, 1>>();
+        let v = v
+            .reshape_like(&(b, sk, h, dv))
+            .permute::<S4, Axes4<0, 2, 1, 3>>();
+        let mut z: Scores<D, T> = q.matmul(k) * s.scale;
         if let Some(bias) = key_bias {
+            let shape = *z.shape();
             z = z + bias.clone().broadcast_like::<_, Axes2<1, 2>>(&shape);
         }
         z.softmax::<Axis<3>>()
+            .matmul(v)
+            .permute::<S4, Axes4<0, 2, 1, 3>>()
+            .reshape_like(&(b * sq, h * dv))
     }
 }
 
@@ -297,54 +338,279 @@ impl Backend for Cpu {
         out.put_tape(tape)
     }
 
-    fn scaled_masked_softmax<T: Tape<f32, Self>>(
-        scores: Scores<Self, T>,
-        scale: f32,
+    fn attention<T: Tape<f32, Self>>(
+        q: Flat<Self, T>,
+        k: Flat<Self, T>,
+        v: Flat<Self, T>,
+        s: AttentionShape,
         key_bias: Option<&Tensor<(usize, usize), f32, Self>>,
-    ) -> Scores<Self, T> {
-        let (scores, mut tape) = scores.split_tape();
-        let shape = *scores.shape();
-        let (b, h, sq, sk) = shape;
+    ) -> Flat<Self, T> {
+        // dfdx would permute q, k and v into head-major copies, then run one
+        // small matrix product per (item, head) in sequence, each split over
+        // all threads. Here each (item, head) is one task on rayon, reading
+        // its head's columns in place through strides, with the softmax and
+        // both products done while its scores are in cache.
+        let (q, tq) = q.split_tape();
+        let (k, tk) = k.split_tape();
+        let (v, tv) = v.split_tape();
+        let mut tape = tq.merge(tk).merge(tv);
+        let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
+        let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
+        let dims = HeadDims { h, sq, sk, dk, dv };
+        let (qh, kh, vh) = (host(&q), host(&k), host(&v));
         let bias = key_bias.map(host);
-        let mut p = host(&scores);
-        let rows_per_item = h * sq;
-        for_rows(&mut p, sk, |i, r| {
-            let item = i / rows_per_item;
-            let kb = bias.as_ref().map(|v| &v[item * sk..(item + 1) * sk]);
-            let mut max = f32::NEG_INFINITY;
-            for j in 0..sk {
-                r[j] = r[j] * scale + kb.map_or(0.0, |k| k[j]);
-                max = max.max(r[j]);
-            }
-            let mut sum = 0.0;
-            for v in r.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            r.iter_mut().for_each(|v| *v *= inv);
-        });
-        let _ = b;
+        let mut out = vec![0.0f32; b * sq * h * dv];
+        let out_ptr = SharedMut(out.as_mut_ptr());
+        let forward = |task: usize, p: &mut [f32]| {
+            let i = task / h;
+            let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
+            // SAFETY: task (i, j) writes only rows i·sq.. and columns j·dv.. of `out`.
+            unsafe { dims.forward(task, &qh, &kh, &vh, s.scale, kb, p, out_ptr.at(0)) };
+        };
         if !T::OWNS_TAPE {
-            // Inference: nothing to keep for a backward pass.
-            return scores.device().tensor_from_vec(p, shape).put_tape(tape);
+            // Inference: the probabilities are not kept, so each task reuses
+            // one scratch block and memory stays at one block per thread.
+            (0..b * h)
+                .into_par_iter()
+                .for_each_init(|| vec![0.0f32; sq * sk], |p, task| forward(task, p));
+            return q
+                .device()
+                .tensor_from_vec(out, (b * sq, h * dv))
+                .put_tape(tape);
         }
-        let out = scores.device().tensor_from_vec(p.clone(), shape);
-        let (s_id, out_id) = (scores.clone(), out.clone());
+        let mut probs = vec![0.0f32; b * h * sq * sk];
+        probs
+            .par_chunks_mut((sq * sk).max(1))
+            .enumerate()
+            .for_each(|(task, p)| forward(task, p));
+        let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
+        let (q_id, k_id, v_id, out_id) = (q.clone(), k.clone(), v.clone(), out.clone());
         tape.add_backward_op(move |grads| {
-            // d scores = scale · p ⊙ (dp − Σ p·dp), row by row.
-            let mut ds = grads.get_or_alloc_mut(&out_id)?.to_vec();
-            for_rows(&mut ds, sk, |i, r| {
-                let pr = &p[i * sk..(i + 1) * sk];
-                let dot: f32 = r.iter().zip(pr).map(|(d, q)| d * q).sum();
-                for j in 0..sk {
-                    r[j] = scale * pr[j] * (r[j] - dot);
-                }
-            });
-            accumulate(grads.get_or_alloc_mut(&s_id)?, &ds);
+            let dout = grads.get_or_alloc_mut(&out_id)?.to_vec();
+            let (mut dq, mut dkk, mut dvv) = (
+                vec![0.0; qh.len()],
+                vec![0.0; kh.len()],
+                vec![0.0; vh.len()],
+            );
+            let ptrs = (
+                SharedMut(dq.as_mut_ptr()),
+                SharedMut(dkk.as_mut_ptr()),
+                SharedMut(dvv.as_mut_ptr()),
+            );
+            (0..b * h).into_par_iter().for_each_init(
+                || vec![0.0f32; sq * sk],
+                |scratch, task| {
+                    let p = &probs[task * sq * sk..(task + 1) * sq * sk];
+                    // SAFETY: task (i, j) writes only its own item's rows and
+                    // head's columns of dq, dk and dv.
+                    unsafe { dims.backward(task, &qh, &kh, &vh, &dout, s.scale, p, scratch, ptrs) };
+                },
+            );
+            accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
+            accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
+            accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
             Ok(())
         });
         out.put_tape(tape)
+    }
+}
+
+/// A raw pointer that rayon tasks may share, for writes to disjoint regions.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: only used where each task writes a region no other task touches.
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    fn at(self, offset: usize) -> *mut f32 {
+        // SAFETY: callers stay inside the allocation the pointer came from.
+        unsafe { self.0.add(offset) }
+    }
+}
+
+/// Sizes of the row-major, heads-side-by-side layout of [`Backend::attention`].
+#[derive(Clone, Copy)]
+struct HeadDims {
+    h: usize,
+    sq: usize,
+    sk: usize,
+    dk: usize,
+    dv: usize,
+}
+
+/// `dst (m × n) = alpha·dst + beta·lhs (m × k) · rhs (k × n)` on one thread,
+/// every matrix given by its pointer, row stride and column stride.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, usize, usize),
+    accumulate: bool,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    beta: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.0,
+        dst.2 as isize,
+        dst.1 as isize,
+        accumulate,
+        lhs.0,
+        lhs.2 as isize,
+        lhs.1 as isize,
+        rhs.0,
+        rhs.2 as isize,
+        rhs.1 as isize,
+        if accumulate { 1.0 } else { 0.0 },
+        beta,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+impl HeadDims {
+    /// Offsets of task `(i, j)`'s first query row, key row and value row.
+    fn offsets(&self, task: usize) -> (usize, usize, usize, usize) {
+        let (i, j) = (task / self.h, task % self.h);
+        let (qw, vw) = (self.h * self.dk, self.h * self.dv);
+        (
+            i * self.sq * qw + j * self.dk,
+            i * self.sk * qw + j * self.dk,
+            i * self.sk * vw + j * self.dv,
+            i * self.sq * vw + j * self.dv,
+        )
+    }
+
+    /// Task `(i, j)`'s probabilities into `p` (`sq × sk`) and its output
+    /// block into `out`.
+    ///
+    /// # Safety
+    /// `out` must point to the whole output; no other task may write this
+    /// task's block of it at the same time.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn forward(
+        &self,
+        task: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        scale: f32,
+        key_bias: Option<&[f32]>,
+        p: &mut [f32],
+        out: *mut f32,
+    ) {
+        let Self { h, sq, sk, dk, dv } = *self;
+        let (oq, ok, ov, oo) = self.offsets(task);
+        let (qw, vw) = (h * dk, h * dv);
+        // Scores: p = scale · q kᵀ (kᵀ read through swapped strides).
+        let kt = (k.as_ptr().add(ok), 1, qw);
+        product(
+            (sq, sk, dk),
+            (p.as_mut_ptr(), sk, 1),
+            false,
+            (q.as_ptr().add(oq), qw, 1),
+            kt,
+            scale,
+        );
+        for r in p.chunks_exact_mut(sk.max(1)) {
+            if let Some(kb) = key_bias {
+                accumulate(r, kb);
+            }
+            let max = r.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+            let mut sum = 0.0;
+            for x in r.iter_mut() {
+                // Weights below e^−40 (relative to the largest, which is 1)
+                // are set to 0: they cannot change a sum that includes 1,
+                // and left in they become subnormal numbers in the products
+                // of the backward pass, which x86 CPUs handle about a hundred
+                // times slower. The distance bias's sharp heads made such
+                // weights common, and training steps twice as slow.
+                let z = *x - max;
+                *x = if z < -40.0 { 0.0 } else { z.exp() };
+                sum += *x;
+            }
+            let inv = 1.0 / sum;
+            r.iter_mut().for_each(|x| *x *= inv);
+        }
+        // Output block: p v.
+        product(
+            (sq, dv, sk),
+            (out.add(oo), vw, 1),
+            false,
+            (p.as_ptr(), sk, 1),
+            (v.as_ptr().add(ov), vw, 1),
+            1.0,
+        );
+    }
+
+    /// Task `(i, j)`'s gradients, given its probabilities `p` and the output
+    /// gradient `dout`, written into its blocks of `grads` = (dq, dk, dv).
+    ///
+    /// # Safety
+    /// The pointers must cover whole `q`-, `k`- and `v`-shaped buffers; no
+    /// other task may write this task's blocks at the same time.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn backward(
+        &self,
+        task: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        dout: &[f32],
+        scale: f32,
+        p: &[f32],
+        ds: &mut [f32],
+        grads: (SharedMut, SharedMut, SharedMut),
+    ) {
+        let Self { h, sq, sk, dk, dv } = *self;
+        let (oq, ok, ov, oo) = self.offsets(task);
+        let (qw, vw) = (h * dk, h * dv);
+        let dout = (dout.as_ptr().add(oo), vw, 1);
+        // dp = dout vᵀ
+        let vt = (v.as_ptr().add(ov), 1, vw);
+        product((sq, sk, dv), (ds.as_mut_ptr(), sk, 1), false, dout, vt, 1.0);
+        // Softmax backward, with the score scale: ds = scale · p ⊙ (dp − Σ p·dp).
+        for (r, pr) in ds
+            .chunks_exact_mut(sk.max(1))
+            .zip(p.chunks_exact(sk.max(1)))
+        {
+            let dot: f32 = r.iter().zip(pr).map(|(d, x)| d * x).sum();
+            for (d, x) in r.iter_mut().zip(pr) {
+                *d = scale * x * (*d - dot);
+            }
+        }
+        let ds_ = (ds.as_ptr(), sk, 1);
+        let ds_t = (ds.as_ptr(), 1, sk);
+        // dq = ds k, dk = dsᵀ q, dv = pᵀ dout
+        product(
+            (sq, dk, sk),
+            (grads.0.at(oq), qw, 1),
+            false,
+            ds_,
+            (k.as_ptr().add(ok), qw, 1),
+            1.0,
+        );
+        product(
+            (sk, dk, sq),
+            (grads.1.at(ok), qw, 1),
+            false,
+            ds_t,
+            (q.as_ptr().add(oq), qw, 1),
+            1.0,
+        );
+        product(
+            (sk, dv, sq),
+            (grads.2.at(ov), vw, 1),
+            false,
+            (p.as_ptr(), 1, sk),
+            dout,
+            1.0,
+        );
     }
 }
 
@@ -405,27 +671,72 @@ mod tests {
     }
 
     #[test]
-    fn fused_softmax_matches_dfdx_forward_and_backward() {
+    fn fused_attention_matches_dfdx_forward_and_backward() {
         let dev = Cpu::default();
-        let shape = (2usize, 3usize, 5usize, 7usize);
-        let flat = rand_tensor(&dev, (2 * 3 * 5, 7), 5);
-        let scores = flat.clone().reshape_like(&shape);
-        let w = rand_tensor(&dev, (2 * 3 * 5, 7), 6).reshape_like(&shape);
-        let bias = dev.tensor_from_vec(
-            vec![
-                0.0, 0.0, 0.0, -1e9, 0.0, 0.0, 0.0, 0.0, -1e9, -1e9, 0.0, 0.0, 0.0, 0.0,
-            ],
-            (2usize, 7usize),
+        // Two items, three heads, 5 queries over 7 keys; key width 4 and
+        // value width 2 per head (they differ when the distance bias widens
+        // the keys); the second item has two padded keys.
+        let s = AttentionShape {
+            batch: 2,
+            heads: 3,
+            queries: 5,
+            keys: 7,
+            scale: 0.3,
+        };
+        let q = rand_tensor(&dev, (2 * 5, 3 * 4), 5);
+        let k = rand_tensor(&dev, (2 * 7, 3 * 4), 6);
+        let v = rand_tensor(&dev, (2 * 7, 3 * 2), 7);
+        let w = rand_tensor(&dev, (2 * 5, 3 * 2), 8);
+        let mut bias = vec![0.0; 14];
+        bias[12] = -1e9;
+        bias[13] = -1e9;
+        let bias = dev.tensor_from_vec(bias, (2usize, 7usize));
+        for key_bias in [None, Some(&bias)] {
+            let run = |fused: bool| {
+                // Keys and values on tapes of their own, merged inside.
+                let (qt, kt, vt) = (
+                    q.leaky_trace(),
+                    k.clone().put_tape(OwnedTape::default()),
+                    v.clone().put_tape(OwnedTape::default()),
+                );
+                let out = if fused {
+                    Cpu::attention(qt, kt, vt, s, key_bias)
+                } else {
+                    composed::attention(qt, kt, vt, s, key_bias)
+                };
+                let loss = (out * w.clone()).sum();
+                let value = loss.array();
+                let g = loss.backward();
+                (value, g.get(&q).as_vec())
+            };
+            let (fused, reference) = (run(true), run(false));
+            close(&[fused.0], &[reference.0]);
+            close(&fused.1, &reference.1);
+        }
+        // Gradients of keys and values, and the no-tape (inference) path.
+        let empty = || OwnedTape::<f32, Cpu>::default();
+        let fused = Cpu::attention(
+            q.clone().put_tape(empty()),
+            k.leaky_trace(),
+            v.leaky_trace(),
+            s,
+            Some(&bias),
         );
-        let fused =
-            (Cpu::scaled_masked_softmax(scores.leaky_trace(), 0.3, Some(&bias)) * w.clone()).sum();
-        let reference =
-            (composed::scaled_masked_softmax(scores.leaky_trace(), 0.3, Some(&bias)) * w).sum();
-        close(&[fused.array()], &[reference.array()]);
-        close(
-            &fused.backward().get(&scores).as_vec(),
-            &reference.backward().get(&scores).as_vec(),
+        let reference = composed::attention(
+            q.clone().put_tape(empty()),
+            k.leaky_trace(),
+            v.leaky_trace(),
+            s,
+            Some(&bias),
         );
+        close(&fused.as_vec(), &reference.as_vec());
+        let gf = (fused * w.clone()).sum().backward();
+        let gr = (reference * w.clone()).sum().backward();
+        close(&gf.get(&k).as_vec(), &gr.get(&k).as_vec());
+        close(&gf.get(&v).as_vec(), &gr.get(&v).as_vec());
+        let inference = Cpu::attention(q.clone(), k.clone(), v.clone(), s, Some(&bias));
+        let reference = composed::attention(q.clone(), k.clone(), v.clone(), s, Some(&bias));
+        close(&inference.as_vec(), &reference.as_vec());
     }
 
     #[test]

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     distribution::OutputDistribution,
-    kernels::{Backend, Flat},
+    kernels::{AttentionShape, Backend, Flat},
     Error, Observations, Result,
 };
 
@@ -616,18 +616,12 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         let w = self.config.width();
         let h = self.config.heads;
         let dh = w / h;
-        let q = self.linear(a.query, queries).reshape_like(&(b, sq, h, dh));
-        let k = self
-            .linear(a.key, keys.with_empty_tape())
-            .reshape_like(&(b, sk, h, dh));
-        let v = self
-            .linear(a.value, keys)
-            .reshape_like(&(b, sk, h, dh))
-            .permute::<S4, Axes4<0, 2, 1, 3>>();
+        let q = self.linear(a.query, queries);
+        let k = self.linear(a.key, keys.with_empty_tape());
+        let v = self.linear(a.value, keys);
         // The distance bias rides along in the score product as P + 2 extra
         // numbers per head (see `DistanceFactors`), so it needs no `sq × sk`
-        // tensor of its own. They are appended before the permutes, which
-        // keeps the memory layout the score product is fast with.
+        // tensor of its own.
         let (q, k) = match (a.distance_strength, distance) {
             (Some(strength), Some(factors)) => {
                 let f = factors.queries.shape().2;
@@ -642,20 +636,24 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
                     .clone()
                     .broadcast_like::<S4, Axis<2>>(&(b, sk, h, f));
                 (
-                    (q, q_extra).concat_along(Axis::<3>),
-                    (k, k_extra).concat_along(Axis::<3>),
+                    (q.reshape_like(&(b, sq, h, dh)), q_extra)
+                        .concat_along(Axis::<3>)
+                        .reshape_like(&(b * sq, h * (dh + f))),
+                    (k.reshape_like(&(b, sk, h, dh)), k_extra)
+                        .concat_along(Axis::<3>)
+                        .reshape_like(&(b * sk, h * (dh + f))),
                 )
             }
             _ => (q, k),
         };
-        let q = q.permute::<S4, Axes4<0, 2, 1, 3>>();
-        let k = k.permute::<S4, Axes4<0, 2, 3, 1>>();
-        let weights = D::scaled_masked_softmax(q.matmul(k), 1.0 / (dh as f32).sqrt(), key_bias);
-        let mixed = weights
-            .matmul(v)
-            .permute::<S4, Axes4<0, 2, 1, 3>>()
-            .reshape_like(&(b * sq, w));
-        self.linear(a.out, mixed)
+        let shape = AttentionShape {
+            batch: b,
+            heads: h,
+            queries: sq,
+            keys: sk,
+            scale: 1.0 / (dh as f32).sqrt(),
+        };
+        self.linear(a.out, D::attention(q, k, v, shape, key_bias))
     }
 
     fn feed_forward<T: Tape<f32, D>>(&self, f: FeedForward, x: Flat<D, T>) -> Flat<D, T> {
