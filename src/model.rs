@@ -590,7 +590,7 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
     }
 
     fn linear<T: Tape<f32, D>>(&self, l: Linear, x: Flat<D, T>) -> Flat<D, T> {
-        D::add_bias(x.matmul(self.p::<T>(l.weight)), &self.params[l.bias])
+        D::linear(x, &self.params[l.weight], &self.params[l.bias])
     }
 
     fn norm<T: Tape<f32, D>>(&self, n: LayerNorm, x: Flat<D, T>) -> Flat<D, T> {
