@@ -60,6 +60,10 @@ struct Args {
     /// architecture), to measure what it costs.
     #[arg(long)]
     distance_bias: bool,
+    /// Leave the C allocator's defaults (skip `kernels::keep_freed_memory`),
+    /// to measure what that setting is worth.
+    #[arg(long)]
+    system_allocator: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -161,6 +165,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         "params": params,
         "threads": rayon::current_num_threads(),
         "distance_bias": args.distance_bias,
+        "system_allocator": args.system_allocator,
         "device": args.device,
         "observed": shape.observed,
         "queries": shape.queries,
@@ -250,7 +255,12 @@ fn main() -> anyhow::Result<()> {
             .build_global()?;
     }
     let result = match args.device.as_str() {
-        "cpu" => dispatch(&args, Cpu::seed_from_u64(0))?,
+        "cpu" => {
+            if !args.system_allocator {
+                pixel_transformer::kernels::keep_freed_memory();
+            }
+            dispatch(&args, Cpu::seed_from_u64(0))?
+        }
         #[cfg(feature = "cuda")]
         "cuda" => dispatch(
             &args,

@@ -170,7 +170,10 @@ pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
     cli: Cli<Dm::Args>,
 ) -> anyhow::Result<()> {
     match cli.common.device {
-        DeviceKind::Cpu => execute::<P, V, Dm, Cpu>(&cli, Cpu::seed_from_u64(cli.common.seed)),
+        DeviceKind::Cpu => {
+            crate::kernels::keep_freed_memory();
+            execute::<P, V, Dm, Cpu>(&cli, Cpu::seed_from_u64(cli.common.seed))
+        }
         DeviceKind::Cuda => {
             #[cfg(feature = "cuda")]
             {
