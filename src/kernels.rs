@@ -38,6 +38,11 @@ pub struct AdamStep {
     pub eps: f32,
 }
 
+/// Attention keeps its weights for the backward pass up to this size (per
+/// call, all items and heads); above it, the backward pass recomputes them.
+/// 64 MiB keeps them for the benchmark configurations up to `|S|` = 512.
+const KEEP_WEIGHTS_MAX_BYTES: usize = 64 << 20;
+
 /// Rows at or above this many elements are processed in parallel.
 const PARALLEL_MIN: usize = 1 << 16;
 
@@ -454,74 +459,112 @@ impl Backend for Cpu {
         s: AttentionShape,
         key_bias: Option<&Tensor<(usize, usize), f32, Self>>,
     ) -> Flat<Self, T> {
-        // dfdx would permute q, k and v into head-major copies, then run one
-        // small matrix product per (item, head) in sequence, each split over
-        // all threads. Here each (item, head) is one task on rayon, reading
-        // its head's columns in place through strides, with the softmax and
-        // both products done while its scores are in cache.
-        let (q, tq) = q.split_tape();
-        let (k, tk) = k.split_tape();
-        let (v, tv) = v.split_tape();
-        let mut tape = tq.merge(tk).merge(tv);
-        let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
-        let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
-        let dims = HeadDims { h, sq, sk, dk, dv };
-        let (qh, kh, vh) = (host(&q), host(&k), host(&v));
-        let bias = key_bias.map(host);
-        let mut out = vec![0.0f32; b * sq * h * dv];
-        let out_ptr = SharedMut(out.as_mut_ptr());
-        let forward = |task: usize, p: &mut [f32]| {
-            let i = task / h;
-            let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
-            // SAFETY: task (i, j) writes only rows i·sq.. and columns j·dv.. of `out`.
-            unsafe { dims.forward(task, &qh, &kh, &vh, s.scale, kb, p, out_ptr.at(0)) };
-        };
-        if !T::OWNS_TAPE {
-            // Inference: the probabilities are not kept, so each task reuses
-            // one scratch block and memory stays at one block per thread.
-            (0..b * h)
-                .into_par_iter()
-                .for_each_init(|| vec![0.0f32; sq * sk], |p, task| forward(task, p));
-            return q
-                .device()
-                .tensor_from_vec(out, (b * sq, h * dv))
-                .put_tape(tape);
-        }
-        let mut probs = vec![0.0f32; b * h * sq * sk];
+        cpu_attention(q, k, v, s, key_bias, KEEP_WEIGHTS_MAX_BYTES)
+    }
+}
+
+/// [`Backend::attention`] on the CPU, keeping the attention weights for the
+/// backward pass when they take at most `keep_max_bytes`.
+fn cpu_attention<T: Tape<f32, Cpu>>(
+    q: Flat<Cpu, T>,
+    k: Flat<Cpu, T>,
+    v: Flat<Cpu, T>,
+    s: AttentionShape,
+    key_bias: Option<&Tensor<(usize, usize), f32, Cpu>>,
+    keep_max_bytes: usize,
+) -> Flat<Cpu, T> {
+    // dfdx would permute q, k and v into head-major copies, then run one
+    // small matrix product per (item, head) in sequence, each split over
+    // all threads. Here each (item, head) is one task on rayon, reading
+    // its head's columns in place through strides, with the softmax and
+    // both products done while its scores are in cache.
+    let (q, tq) = q.split_tape();
+    let (k, tk) = k.split_tape();
+    let (v, tv) = v.split_tape();
+    let mut tape = tq.merge(tk).merge(tv);
+    let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
+    let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
+    let dims = HeadDims { h, sq, sk, dk, dv };
+    let (qh, kh, vh) = (host(&q), host(&k), host(&v));
+    let bias = key_bias.map(host);
+    let mut out = vec![0.0f32; b * sq * h * dv];
+    let out_ptr = SharedMut(out.as_mut_ptr());
+    let forward = |task: usize, p: &mut [f32]| {
+        let i = task / h;
+        let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
+        // SAFETY: task (i, j) writes only rows i·sq.. and columns j·dv.. of `out`.
+        unsafe { dims.forward(task, &qh, &kh, &vh, s.scale, kb, p, out_ptr.at(0)) };
+    };
+    if !T::OWNS_TAPE {
+        // Inference: the probabilities are not kept, so each task reuses
+        // one scratch block and memory stays at one block per thread.
+        (0..b * h)
+            .into_par_iter()
+            .for_each_init(|| vec![0.0f32; sq * sk], |p, task| forward(task, p));
+        return q
+            .device()
+            .tensor_from_vec(out, (b * sq, h * dv))
+            .put_tape(tape);
+    }
+    // Keep the weights for the backward pass when they are small;
+    // otherwise the backward pass recomputes them (one more product per
+    // task), so memory stays linear in the number of keys.
+    let block = sq * sk;
+    let keep = b * h * block * 4 <= keep_max_bytes;
+    let kept = if keep {
+        let mut probs = vec![0.0f32; b * h * block];
         probs
-            .par_chunks_mut((sq * sk).max(1))
+            .par_chunks_mut(block.max(1))
             .enumerate()
             .for_each(|(task, p)| forward(task, p));
-        let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
-        let (q_id, k_id, v_id, out_id) = (q.clone(), k.clone(), v.clone(), out.clone());
-        tape.add_backward_op(move |grads| {
-            let dout = grads.get_or_alloc_mut(&out_id)?.to_vec();
-            let (mut dq, mut dkk, mut dvv) = (
-                vec![0.0; qh.len()],
-                vec![0.0; kh.len()],
-                vec![0.0; vh.len()],
-            );
-            let ptrs = (
-                SharedMut(dq.as_mut_ptr()),
-                SharedMut(dkk.as_mut_ptr()),
-                SharedMut(dvv.as_mut_ptr()),
-            );
-            (0..b * h).into_par_iter().for_each_init(
-                || vec![0.0f32; sq * sk],
-                |scratch, task| {
-                    let p = &probs[task * sq * sk..(task + 1) * sq * sk];
-                    // SAFETY: task (i, j) writes only its own item's rows and
-                    // head's columns of dq, dk and dv.
-                    unsafe { dims.backward(task, &qh, &kh, &vh, &dout, s.scale, p, scratch, ptrs) };
-                },
-            );
-            accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
-            accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
-            accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
-            Ok(())
-        });
-        out.put_tape(tape)
-    }
+        Some(probs)
+    } else {
+        (0..b * h)
+            .into_par_iter()
+            .for_each_init(|| vec![0.0f32; block], |p, task| forward(task, p));
+        None
+    };
+    let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
+    let (q_id, k_id, v_id, out_id) = (q.clone(), k.clone(), v.clone(), out.clone());
+    tape.add_backward_op(move |grads| {
+        let dout = grads.get_or_alloc_mut(&out_id)?.to_vec();
+        let (mut dq, mut dkk, mut dvv) = (
+            vec![0.0; qh.len()],
+            vec![0.0; kh.len()],
+            vec![0.0; vh.len()],
+        );
+        let ptrs = (
+            SharedMut(dq.as_mut_ptr()),
+            SharedMut(dkk.as_mut_ptr()),
+            SharedMut(dvv.as_mut_ptr()),
+        );
+        let scratch = || {
+            let recompute = if kept.is_some() { 0 } else { block };
+            (vec![0.0f32; recompute], vec![0.0f32; block])
+        };
+        (0..b * h)
+            .into_par_iter()
+            .for_each_init(scratch, |(p_buf, ds), task| {
+                let p = match &kept {
+                    Some(probs) => &probs[task * block..(task + 1) * block],
+                    None => {
+                        let kb = bias
+                            .as_ref()
+                            .map(|v| &v[task / h * sk..(task / h + 1) * sk]);
+                        dims.probabilities(task, &qh, &kh, s.scale, kb, p_buf);
+                        p_buf
+                    }
+                };
+                // SAFETY: task (i, j) writes only its own item's rows and
+                // head's columns of dq, dk and dv.
+                unsafe { dims.backward(task, &qh, &kh, &vh, &dout, s.scale, p, ds, ptrs) };
+            });
+        accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
+        accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
+        accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
+        Ok(())
+    });
+    out.put_tape(tape)
 }
 
 /// A raw pointer that rayon tasks may share, for writes to disjoint regions.
@@ -632,37 +675,34 @@ impl HeadDims {
         )
     }
 
-    /// Task `(i, j)`'s probabilities into `p` (`sq × sk`) and its output
-    /// block into `out`.
-    ///
-    /// # Safety
-    /// `out` must point to the whole output; no other task may write this
-    /// task's block of it at the same time.
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn forward(
+    /// Task `(i, j)`'s attention weights, `softmax(scale · q kᵀ + key_bias)`,
+    /// into `p` (`sq × sk`). Deterministic, so the backward pass may
+    /// recompute them instead of keeping them.
+    fn probabilities(
         &self,
         task: usize,
         q: &[f32],
         k: &[f32],
-        v: &[f32],
         scale: f32,
         key_bias: Option<&[f32]>,
         p: &mut [f32],
-        out: *mut f32,
     ) {
-        let Self { h, sq, sk, dk, dv } = *self;
-        let (oq, ok, ov, oo) = self.offsets(task);
-        let (qw, vw) = (h * dk, h * dv);
+        let Self { h, sq, sk, dk, .. } = *self;
+        let (oq, ok, _, _) = self.offsets(task);
+        let qw = h * dk;
         // Scores: p = scale · q kᵀ (kᵀ read through swapped strides).
-        let kt = (k.as_ptr().add(ok), 1, qw);
-        product(
-            (sq, sk, dk),
-            (p.as_mut_ptr(), sk, 1),
-            false,
-            (q.as_ptr().add(oq), qw, 1),
-            kt,
-            scale,
-        );
+        // SAFETY: q and k hold whole (rows × h·dk) matrices; the offsets stay
+        // inside this task's item and head.
+        unsafe {
+            product(
+                (sq, sk, dk),
+                (p.as_mut_ptr(), sk, 1),
+                false,
+                (q.as_ptr().add(oq), qw, 1),
+                (k.as_ptr().add(ok), 1, qw),
+                scale,
+            )
+        };
         for r in p.chunks_exact_mut(sk.max(1)) {
             if let Some(kb) = key_bias {
                 accumulate(r, kb);
@@ -679,11 +719,33 @@ impl HeadDims {
                 let e = exp_nonpositive(z);
                 *x = if z < -40.0 { 0.0 } else { e };
             });
-            let sum = sum_lanes(r);
-            let inv = 1.0 / sum;
+            let inv = 1.0 / sum_lanes(r);
             r.iter_mut().for_each(|x| *x *= inv);
         }
-        // Output block: p v.
+    }
+
+    /// Task `(i, j)`'s weights into `p` (see [`Self::probabilities`]) and its
+    /// output block, `p v`, into `out`.
+    ///
+    /// # Safety
+    /// `out` must point to the whole output; no other task may write this
+    /// task's block of it at the same time.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn forward(
+        &self,
+        task: usize,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        scale: f32,
+        key_bias: Option<&[f32]>,
+        p: &mut [f32],
+        out: *mut f32,
+    ) {
+        self.probabilities(task, q, k, scale, key_bias, p);
+        let Self { h, sq, sk, dv, .. } = *self;
+        let (_, _, ov, oo) = self.offsets(task);
+        let vw = h * dv;
         product(
             (sq, dv, sk),
             (out.add(oo), vw, 1),
@@ -917,48 +979,42 @@ mod tests {
         bias[12] = -1e9;
         bias[13] = -1e9;
         let bias = dev.tensor_from_vec(bias, (2usize, 7usize));
-        for key_bias in [None, Some(&bias)] {
-            let run = |fused: bool| {
+        let mut results = Vec::new();
+        // 0 = the backward pass recomputes the weights; MAX = it keeps them.
+        for keep_max_bytes in [None, Some(0), Some(usize::MAX)] {
+            for key_bias in [None, Some(&bias)] {
                 // Keys and values on tapes of their own, merged inside.
                 let (qt, kt, vt) = (
                     q.leaky_trace(),
-                    k.clone().put_tape(OwnedTape::default()),
+                    k.leaky_trace(),
                     v.clone().put_tape(OwnedTape::default()),
                 );
-                let out = if fused {
-                    Cpu::attention(qt, kt, vt, s, key_bias)
-                } else {
-                    composed::attention(qt, kt, vt, s, key_bias)
+                let out = match keep_max_bytes {
+                    None => composed::attention(qt, kt, vt, s, key_bias),
+                    Some(keep) => cpu_attention(qt, kt, vt, s, key_bias, keep),
                 };
                 let loss = (out * w.clone()).sum();
-                let value = loss.array();
-                let g = loss.backward();
-                (value, g.get(&q).as_vec())
-            };
-            let (fused, reference) = (run(true), run(false));
-            close(&[fused.0], &[reference.0]);
-            close(&fused.1, &reference.1);
+                results.push((loss.array(), loss.backward()));
+            }
         }
-        // Gradients of keys and values, and the no-tape (inference) path.
+        for i in 2..results.len() {
+            let ((fused, gf), (reference, gr)) = (&results[i], &results[i % 2]);
+            close(&[*fused], &[*reference]);
+            for t in [&q, &k] {
+                close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
+            }
+        }
+        // The value gradient (through a third tape), and the no-tape (inference) path.
         let empty = || OwnedTape::<f32, Cpu>::default();
-        let fused = Cpu::attention(
-            q.clone().put_tape(empty()),
-            k.leaky_trace(),
-            v.leaky_trace(),
-            s,
-            Some(&bias),
+        let (qe, ke) = (
+            || q.clone().put_tape(empty()),
+            || k.clone().put_tape(empty()),
         );
-        let reference = composed::attention(
-            q.clone().put_tape(empty()),
-            k.leaky_trace(),
-            v.leaky_trace(),
-            s,
-            Some(&bias),
-        );
+        let fused = Cpu::attention(qe(), ke(), v.leaky_trace(), s, Some(&bias));
+        let reference = composed::attention(qe(), ke(), v.leaky_trace(), s, Some(&bias));
         close(&fused.as_vec(), &reference.as_vec());
         let gf = (fused * w.clone()).sum().backward();
         let gr = (reference * w.clone()).sum().backward();
-        close(&gf.get(&k).as_vec(), &gr.get(&k).as_vec());
         close(&gf.get(&v).as_vec(), &gr.get(&v).as_vec());
         let inference = Cpu::attention(q.clone(), k.clone(), v.clone(), s, Some(&bias));
         let reference = composed::attention(q.clone(), k.clone(), v.clone(), s, Some(&bias));
