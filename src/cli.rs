@@ -352,7 +352,7 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                 .unwrap_or(cli_domain.defaults().batch_size);
             print!(
                 "{}",
-                crate::limits::table(crate::limits::memory_budget(), batch)
+                crate::limits::table(crate::limits::memory_budget(), batch, D::FUSED_ATTENTION)
             );
         }
         Some(Command::Eval) => {

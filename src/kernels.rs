@@ -41,7 +41,7 @@ pub struct AdamStep {
 /// Attention keeps its weights for the backward pass up to this size (per
 /// call, all items and heads); above it, the backward pass recomputes them.
 /// 64 MiB keeps them for the benchmark configurations up to `|S|` = 512.
-const KEEP_WEIGHTS_MAX_BYTES: usize = 64 << 20;
+pub const KEEP_WEIGHTS_MAX_BYTES: usize = 64 << 20;
 
 /// Rows at or above this many elements are processed in parallel.
 const PARALLEL_MIN: usize = 1 << 16;
@@ -49,6 +49,12 @@ const PARALLEL_MIN: usize = 1 << 16;
 /// A dfdx device plus the model's fused operations. The defaults are the
 /// [`composed`] versions and work on any device.
 pub trait Backend: Device<f32> {
+    /// Whether [`Backend::attention`] is fused: it keeps at most
+    /// [`KEEP_WEIGHTS_MAX_BYTES`] of attention weights per call, instead of
+    /// every `batch × heads × queries × keys` score, weight and gradient.
+    /// The memory estimate of [`crate::limits`] depends on it.
+    const FUSED_ATTENTION: bool = false;
+
     /// `x + bias` with a `1 × n` bias broadcast over rows.
     fn add_bias<T: Tape<f32, Self>>(x: Flat<Self, T>, bias: &Param<Self>) -> Flat<Self, T> {
         composed::add_bias(x, bias)
@@ -263,6 +269,8 @@ fn accumulate(dst: &mut [f32], src: &[f32]) {
 }
 
 impl Backend for Cpu {
+    const FUSED_ATTENTION: bool = true;
+
     fn adam_update(
         param: &mut Param<Self>,
         grad: Param<Self>,
@@ -498,9 +506,10 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     if !T::OWNS_TAPE {
         // Inference: the probabilities are not kept, so each task reuses
         // one scratch block and memory stays at one block per thread.
-        (0..b * h)
-            .into_par_iter()
-            .for_each_init(|| vec![0.0f32; sq * sk], |p, task| forward(task, p));
+        (0..b * h).into_par_iter().for_each_init(
+            || vec![0.0f32; dims.chunk_rows() * sk],
+            |p, task| forward(task, p),
+        );
         return q
             .device()
             .tensor_from_vec(out, (b * sq, h * dv))
@@ -519,9 +528,10 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
             .for_each(|(task, p)| forward(task, p));
         Some(probs)
     } else {
-        (0..b * h)
-            .into_par_iter()
-            .for_each_init(|| vec![0.0f32; block], |p, task| forward(task, p));
+        (0..b * h).into_par_iter().for_each_init(
+            || vec![0.0f32; dims.chunk_rows() * sk],
+            |p, task| forward(task, p),
+        );
         None
     };
     let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
@@ -538,26 +548,23 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
             SharedMut(dkk.as_mut_ptr()),
             SharedMut(dvv.as_mut_ptr()),
         );
+        let chunk = dims.chunk_rows() * sk;
         let scratch = || {
-            let recompute = if kept.is_some() { 0 } else { block };
-            (vec![0.0f32; recompute], vec![0.0f32; block])
+            let recompute = if kept.is_some() { 0 } else { chunk };
+            (vec![0.0f32; recompute], vec![0.0f32; chunk])
         };
         (0..b * h)
             .into_par_iter()
-            .for_each_init(scratch, |(p_buf, ds), task| {
-                let p = match &kept {
-                    Some(probs) => &probs[task * block..(task + 1) * block],
-                    None => {
-                        let kb = bias
-                            .as_ref()
-                            .map(|v| &v[task / h * sk..(task / h + 1) * sk]);
-                        dims.probabilities(task, &qh, &kh, s.scale, kb, p_buf);
-                        p_buf
-                    }
-                };
+            .for_each_init(scratch, |(p, ds), task| {
+                let i = task / h;
+                let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
+                let kept = kept
+                    .as_ref()
+                    .map(|all| &all[task * block..(task + 1) * block]);
+                let inputs = (&qh[..], &kh[..], &vh[..], &dout[..]);
                 // SAFETY: task (i, j) writes only its own item's rows and
                 // head's columns of dq, dk and dv.
-                unsafe { dims.backward(task, &qh, &kh, &vh, &dout, s.scale, p, ds, ptrs) };
+                unsafe { dims.backward(task, inputs, s.scale, kb, kept, p, ds, ptrs) };
             });
         accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
         accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
@@ -662,8 +669,13 @@ unsafe fn product_par(
     )
 }
 
+/// Attention works through each task's query rows in chunks whose scores
+/// take about this many floats (128 KiB), so they stay in the core's cache
+/// however many keys there are.
+const CHUNK_FLOATS: usize = 32 << 10;
+
 impl HeadDims {
-    /// Offsets of task `(i, j)`'s first query row, key row and value row.
+    /// Offsets of task `(i, j)`'s first query row, key row, value row and output row.
     fn offsets(&self, task: usize) -> (usize, usize, usize, usize) {
         let (i, j) = (task / self.h, task % self.h);
         let (qw, vw) = (self.h * self.dk, self.h * self.dv);
@@ -675,19 +687,33 @@ impl HeadDims {
         )
     }
 
-    /// Task `(i, j)`'s attention weights, `softmax(scale · q kᵀ + key_bias)`,
-    /// into `p` (`sq × sk`). Deterministic, so the backward pass may
-    /// recompute them instead of keeping them.
+    /// Query rows per chunk (see [`CHUNK_FLOATS`]).
+    fn chunk_rows(&self) -> usize {
+        (CHUNK_FLOATS / self.sk.max(1)).max(8).min(self.sq.max(1))
+    }
+
+    /// The query-row ranges of one task, chunk by chunk.
+    fn chunks(&self) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let (sq, step) = (self.sq, self.chunk_rows());
+        (0..sq).step_by(step).map(move |r| r..(r + step).min(sq))
+    }
+
+    /// Attention weights of task `(i, j)`'s query rows `rows`,
+    /// `softmax(scale · q kᵀ + key_bias)`, into `p` (`rows.len() × sk`).
+    /// Deterministic, so the backward pass may recompute them instead of
+    /// keeping them.
+    #[allow(clippy::too_many_arguments)]
     fn probabilities(
         &self,
         task: usize,
+        rows: std::ops::Range<usize>,
         q: &[f32],
         k: &[f32],
         scale: f32,
         key_bias: Option<&[f32]>,
         p: &mut [f32],
     ) {
-        let Self { h, sq, sk, dk, .. } = *self;
+        let Self { h, sk, dk, .. } = *self;
         let (oq, ok, _, _) = self.offsets(task);
         let qw = h * dk;
         // Scores: p = scale · q kᵀ (kᵀ read through swapped strides).
@@ -695,37 +721,20 @@ impl HeadDims {
         // inside this task's item and head.
         unsafe {
             product(
-                (sq, sk, dk),
+                (rows.len(), sk, dk),
                 (p.as_mut_ptr(), sk, 1),
                 false,
-                (q.as_ptr().add(oq), qw, 1),
+                (q.as_ptr().add(oq + rows.start * qw), qw, 1),
                 (k.as_ptr().add(ok), 1, qw),
                 scale,
             )
         };
-        for r in p.chunks_exact_mut(sk.max(1)) {
-            if let Some(kb) = key_bias {
-                accumulate(r, kb);
-            }
-            let max = max_lanes(r);
-            // Weights below e^−40 (relative to the largest, which is 1) are
-            // set to 0: they cannot change a sum that includes 1, and left in
-            // they become subnormal numbers in the products of the backward
-            // pass, which x86 CPUs handle about a hundred times slower. The
-            // distance bias's sharp heads made such weights common, and
-            // training steps twice as slow.
-            r.iter_mut().for_each(|x| {
-                let z = *x - max;
-                let e = exp_nonpositive(z);
-                *x = if z < -40.0 { 0.0 } else { e };
-            });
-            let inv = 1.0 / sum_lanes(r);
-            r.iter_mut().for_each(|x| *x *= inv);
-        }
+        softmax_rows(p, sk, key_bias);
     }
 
-    /// Task `(i, j)`'s weights into `p` (see [`Self::probabilities`]) and its
-    /// output block, `p v`, into `out`.
+    /// Task `(i, j)`'s output block, `p v`, into `out`, chunk by chunk. `p`
+    /// is either the whole `sq × sk` block (the weights are written there,
+    /// to keep) or scratch for one chunk.
     ///
     /// # Safety
     /// `out` must point to the whole output; no other task may write this
@@ -742,22 +751,33 @@ impl HeadDims {
         p: &mut [f32],
         out: *mut f32,
     ) {
-        self.probabilities(task, q, k, scale, key_bias, p);
         let Self { h, sq, sk, dv, .. } = *self;
         let (_, _, ov, oo) = self.offsets(task);
         let vw = h * dv;
-        product(
-            (sq, dv, sk),
-            (out.add(oo), vw, 1),
-            false,
-            (p.as_ptr(), sk, 1),
-            (v.as_ptr().add(ov), vw, 1),
-            1.0,
-        );
+        let whole = p.len() >= sq * sk;
+        for rows in self.chunks() {
+            let n = rows.len();
+            let pc = if whole {
+                &mut p[rows.start * sk..rows.end * sk]
+            } else {
+                &mut p[..n * sk]
+            };
+            self.probabilities(task, rows.clone(), q, k, scale, key_bias, pc);
+            product(
+                (n, dv, sk),
+                (out.add(oo + rows.start * vw), vw, 1),
+                false,
+                (pc.as_ptr(), sk, 1),
+                (v.as_ptr().add(ov), vw, 1),
+                1.0,
+            );
+        }
     }
 
-    /// Task `(i, j)`'s gradients, given its probabilities `p` and the output
-    /// gradient `dout`, written into its blocks of `grads` = (dq, dk, dv).
+    /// Task `(i, j)`'s gradients, written into its blocks of `grads` =
+    /// (dq, dk, dv), given the output gradient `dout` and either the kept
+    /// weights (`kept`: the whole `sq × sk` block) or scratch `p` to
+    /// recompute them in, chunk by chunk; `ds` is scratch for one chunk.
     ///
     /// # Safety
     /// The pointers must cover whole `q`-, `k`- and `v`-shaped buffers; no
@@ -766,59 +786,147 @@ impl HeadDims {
     unsafe fn backward(
         &self,
         task: usize,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        dout: &[f32],
+        (q, k, v, dout): (&[f32], &[f32], &[f32], &[f32]),
         scale: f32,
-        p: &[f32],
+        key_bias: Option<&[f32]>,
+        kept: Option<&[f32]>,
+        p: &mut [f32],
         ds: &mut [f32],
         grads: (SharedMut, SharedMut, SharedMut),
     ) {
-        let Self { h, sq, sk, dk, dv } = *self;
+        let Self { h, sk, dk, dv, .. } = *self;
         let (oq, ok, ov, oo) = self.offsets(task);
         let (qw, vw) = (h * dk, h * dv);
-        let dout = (dout.as_ptr().add(oo), vw, 1);
-        // dp = dout vᵀ
-        let vt = (v.as_ptr().add(ov), 1, vw);
-        product((sq, sk, dv), (ds.as_mut_ptr(), sk, 1), false, dout, vt, 1.0);
-        // Softmax backward, with the score scale: ds = scale · p ⊙ (dp − Σ p·dp).
-        for (r, pr) in ds
-            .chunks_exact_mut(sk.max(1))
-            .zip(p.chunks_exact(sk.max(1)))
+        for rows in self.chunks() {
+            let n = rows.len();
+            let pc: &[f32] = match kept {
+                Some(all) => &all[rows.start * sk..rows.end * sk],
+                None => {
+                    let pc = &mut p[..n * sk];
+                    self.probabilities(task, rows.clone(), q, k, scale, key_bias, pc);
+                    pc
+                }
+            };
+            let ds = &mut ds[..n * sk];
+            let dout = (dout.as_ptr().add(oo + rows.start * vw), vw, 1);
+            let q_rows = (q.as_ptr().add(oq + rows.start * qw), qw, 1);
+            // dp = dout vᵀ
+            let vt = (v.as_ptr().add(ov), 1, vw);
+            product((n, sk, dv), (ds.as_mut_ptr(), sk, 1), false, dout, vt, 1.0);
+            softmax_backward_rows(ds, pc, sk, scale);
+            // dq = ds k for these rows; dk += dsᵀ q and dv += pᵀ dout, summed
+            // over the chunks (the first chunk overwrites).
+            let first = rows.start == 0;
+            let ds_rows = (ds.as_ptr(), sk, 1);
+            let dq = (grads.0.at(oq + rows.start * qw), qw, 1);
+            product(
+                (n, dk, sk),
+                dq,
+                false,
+                ds_rows,
+                (k.as_ptr().add(ok), qw, 1),
+                1.0,
+            );
+            let (ds_t, p_t) = ((ds.as_ptr(), 1, sk), (pc.as_ptr(), 1, sk));
+            product(
+                (sk, dk, n),
+                (grads.1.at(ok), qw, 1),
+                !first,
+                ds_t,
+                q_rows,
+                1.0,
+            );
+            product((sk, dv, n), (grads.2.at(ov), vw, 1), !first, p_t, dout, 1.0);
+        }
+    }
+}
+
+/// Runs `$body` (an expression using only `#[inline(always)]` code) in a
+/// function compiled for AVX-512 or AVX2 when the CPU has them, chosen at
+/// run time. The crate is built for the baseline x86-64 (SSE2), so without
+/// this the element-wise loops below would use 4 lanes instead of 16 or 8.
+macro_rules! with_wide_simd {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
         {
-            let dot: f32 = r.iter().zip(pr).map(|(d, x)| d * x).sum();
-            for (d, x) in r.iter_mut().zip(pr) {
-                *d = scale * x * (*d - dot);
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512(f: impl FnOnce()) {
+                f()
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2(f: impl FnOnce()) {
+                f()
+            }
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU has the features the function was built for.
+                return unsafe { avx512(|| $body) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
+            {
+                // SAFETY: as above.
+                return unsafe { avx2(|| $body) };
             }
         }
-        let ds_ = (ds.as_ptr(), sk, 1);
-        let ds_t = (ds.as_ptr(), 1, sk);
-        // dq = ds k, dk = dsᵀ q, dv = pᵀ dout
-        product(
-            (sq, dk, sk),
-            (grads.0.at(oq), qw, 1),
-            false,
-            ds_,
-            (k.as_ptr().add(ok), qw, 1),
-            1.0,
-        );
-        product(
-            (sk, dk, sq),
-            (grads.1.at(ok), qw, 1),
-            false,
-            ds_t,
-            (q.as_ptr().add(oq), qw, 1),
-            1.0,
-        );
-        product(
-            (sk, dv, sq),
-            (grads.2.at(ov), vw, 1),
-            false,
-            (p.as_ptr(), 1, sk),
-            dout,
-            1.0,
-        );
+        $body
+    }};
+}
+
+/// Each `width`-sized row of `p` := `softmax(row + key_bias)`.
+fn softmax_rows(p: &mut [f32], width: usize, key_bias: Option<&[f32]>) {
+    with_wide_simd!(softmax_rows_inline(p, width, key_bias))
+}
+
+#[inline(always)]
+fn softmax_rows_inline(p: &mut [f32], width: usize, key_bias: Option<&[f32]>) {
+    for r in p.chunks_exact_mut(width.max(1)) {
+        if let Some(kb) = key_bias {
+            r.iter_mut().zip(kb).for_each(|(x, b)| *x += b);
+        }
+        let max = max_lanes(r);
+        // Weights below e^−40 (relative to the largest, which is 1) are set
+        // to 0: they cannot change a sum that includes 1, and left in they
+        // become subnormal numbers in the products of the backward pass,
+        // which x86 CPUs handle about a hundred times slower. The distance
+        // bias's sharp heads made such weights common, and training steps
+        // twice as slow.
+        r.iter_mut().for_each(|x| {
+            let z = *x - max;
+            let e = exp_nonpositive(z);
+            *x = if z < -40.0 { 0.0 } else { e };
+        });
+        let inv = 1.0 / sum_lanes(r);
+        r.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// Softmax backward with the score scale, row by row: each row of `ds`
+/// (holding `dp`) := `scale · p ⊙ (dp − Σ p·dp)`.
+fn softmax_backward_rows(ds: &mut [f32], p: &[f32], width: usize, scale: f32) {
+    with_wide_simd!(softmax_backward_rows_inline(ds, p, width, scale))
+}
+
+#[inline(always)]
+fn softmax_backward_rows_inline(ds: &mut [f32], p: &[f32], width: usize, scale: f32) {
+    let w = width.max(1);
+    for (r, pr) in ds.chunks_exact_mut(w).zip(p.chunks_exact(w)) {
+        let mut lanes = [0.0f32; 16];
+        let chunks = r.chunks_exact(16).zip(pr.chunks_exact(16));
+        for (a, b) in chunks {
+            for l in 0..16 {
+                lanes[l] += a[l] * b[l];
+            }
+        }
+        let tail = r.len() / 16 * 16;
+        let dot = lanes.iter().sum::<f32>()
+            + r[tail..]
+                .iter()
+                .zip(&pr[tail..])
+                .map(|(d, x)| d * x)
+                .sum::<f32>();
+        for (d, x) in r.iter_mut().zip(pr) {
+            *d = scale * x * (*d - dot);
+        }
     }
 }
 
@@ -849,6 +957,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 }
 
 /// Largest entry of a row, in eight interleaved lanes (see [`sum_lanes`]).
+#[inline(always)]
 fn max_lanes(r: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let chunks = r.chunks_exact(8);
@@ -866,6 +975,7 @@ fn max_lanes(r: &[f32]) -> f32 {
 
 /// Sum of a row in eight interleaved lanes, so the additions vectorise
 /// (a plain fold must add in order, one at a time).
+#[inline(always)]
 fn sum_lanes(r: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let chunks = r.chunks_exact(8);
@@ -960,25 +1070,49 @@ mod tests {
 
     #[test]
     fn fused_attention_matches_dfdx_forward_and_backward() {
-        let dev = Cpu::default();
         // Two items, three heads, 5 queries over 7 keys; key width 4 and
         // value width 2 per head (they differ when the distance bias widens
         // the keys); the second item has two padded keys.
+        attention_case(2, 3, 5, 7);
+    }
+
+    #[test]
+    fn fused_attention_works_through_long_rows_in_chunks() {
+        // 4500 keys make chunks of 8 query rows: 20 rows are 3 chunks.
+        let dims = HeadDims {
+            h: 1,
+            sq: 20,
+            sk: 4500,
+            dk: 4,
+            dv: 2,
+        };
+        assert_eq!(
+            dims.chunks().map(|r| r.len()).collect::<Vec<_>>(),
+            [8, 8, 4]
+        );
+        attention_case(2, 1, 20, 4500);
+    }
+
+    /// Checks the fused attention against dfdx's composition, forward and
+    /// backward, with and without padding of the last two keys of the last
+    /// item, keeping and recomputing the weights.
+    fn attention_case(batch: usize, heads: usize, queries: usize, keys: usize) {
+        let dev = Cpu::default();
         let s = AttentionShape {
-            batch: 2,
-            heads: 3,
-            queries: 5,
-            keys: 7,
+            batch,
+            heads,
+            queries,
+            keys,
             scale: 0.3,
         };
-        let q = rand_tensor(&dev, (2 * 5, 3 * 4), 5);
-        let k = rand_tensor(&dev, (2 * 7, 3 * 4), 6);
-        let v = rand_tensor(&dev, (2 * 7, 3 * 2), 7);
-        let w = rand_tensor(&dev, (2 * 5, 3 * 2), 8);
-        let mut bias = vec![0.0; 14];
-        bias[12] = -1e9;
-        bias[13] = -1e9;
-        let bias = dev.tensor_from_vec(bias, (2usize, 7usize));
+        let q = rand_tensor(&dev, (batch * queries, heads * 4), 5);
+        let k = rand_tensor(&dev, (batch * keys, heads * 4), 6);
+        let v = rand_tensor(&dev, (batch * keys, heads * 2), 7);
+        let w = rand_tensor(&dev, (batch * queries, heads * 2), 8);
+        let mut bias = vec![0.0; batch * keys];
+        bias[batch * keys - 2] = -1e9;
+        bias[batch * keys - 1] = -1e9;
+        let bias = dev.tensor_from_vec(bias, (batch, keys));
         let mut results = Vec::new();
         // 0 = the backward pass recomputes the weights; MAX = it keeps them.
         for keep_max_bytes in [None, Some(0), Some(usize::MAX)] {

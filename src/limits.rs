@@ -47,18 +47,23 @@ pub fn memory_budget() -> u64 {
 
 /// A conservative estimate of the working memory of one pass, in bytes.
 ///
-/// Counts, per layer, the attention scores and weights (`batch · heads · rows ·
-/// keys`) and about a dozen `rows × width`-sized activations, plus the
-/// feed-forward hidden layer; a training pass keeps all of them for the
-/// backward pass and allocates as much again for gradients. Measured peak
-/// memory is lower (the `mnist` benchmark configuration, estimated at 4.7 GiB,
-/// peaks at 3.2 GiB of resident memory), so the limits err on the safe side.
+/// Counts, per layer, about a dozen `rows × width`-sized activations, the
+/// feed-forward hidden layer, and the attention weights: with
+/// `fused_attention` (the CPU, see [`crate::kernels::Backend::FUSED_ATTENTION`])
+/// the weights a training pass keeps, at most
+/// [`crate::kernels::KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
+/// weights and their gradients (`3 · batch · heads · rows · keys`). A
+/// training pass keeps all of it for the backward pass and allocates as
+/// much again for gradients. Measured peak memory is lower (the CPU's
+/// `mnist-small` benchmark shape with `|S| = |Q| = 1024` is estimated at
+/// 2.0 GiB and peaks at 1.8 GiB), so the limits err on the safe side.
 pub fn pass_bytes(
     config: &ModelConfig,
     batch: usize,
     observed: usize,
     queries: usize,
     training: bool,
+    fused_attention: bool,
 ) -> u64 {
     let (b, s, q) = (batch as u64, observed as u64 + 1, queries as u64);
     let (w, f, h) = (
@@ -67,10 +72,19 @@ pub fn pass_bytes(
         config.heads as u64,
     );
     let (enc, dec) = (config.encoder_layers as u64, config.decoder_layers as u64);
+    let attention = |rows: u64| {
+        let weights = b * h * rows * s;
+        match (fused_attention, training) {
+            (false, _) => 3 * weights,
+            (true, true) if 4 * weights <= crate::kernels::KEEP_WEIGHTS_MAX_BYTES as u64 => weights,
+            // Only a few row chunks per thread.
+            (true, _) => 0,
+        }
+    };
     // The distance bias copies each layer's queries and keys once more.
     let rows = if config.distance_bias { 14 } else { 12 };
-    let encoder = enc * (3 * b * h * s * s + rows * b * s * w + 2 * b * s * f);
-    let decoder = dec * (3 * b * h * q * s + rows * b * q * w + 2 * b * q * f);
+    let encoder = enc * (attention(s) + rows * b * s * w + 2 * b * s * f);
+    let decoder = dec * (attention(q) + rows * b * q * w + 2 * b * q * f);
     let floats = if training {
         2 * (encoder + decoder)
     } else {
@@ -86,9 +100,11 @@ pub fn largest_set(
     batch: usize,
     training: bool,
     budget: u64,
+    fused_attention: bool,
     queries: impl Fn(usize) -> usize,
 ) -> usize {
-    let fits = |n: usize| pass_bytes(config, batch, n, queries(n), training) <= budget;
+    let fits =
+        |n: usize| pass_bytes(config, batch, n, queries(n), training, fused_attention) <= budget;
     if !fits(0) {
         return 0;
     }
@@ -116,7 +132,8 @@ pub fn largest_set(
 /// training with `|Q| = |S|` and `batch` signals per step, and inference
 /// (one signal; queries are processed in chunks of
 /// [`crate::inference::MAX_QUERIES_PER_PASS`], so only `|S|` is limited).
-pub fn table(budget: u64, batch: usize) -> String {
+/// `fused_attention` as for [`pass_bytes`].
+pub fn table(budget: u64, batch: usize, fused_attention: bool) -> String {
     use std::fmt::Write as _;
     let mut out = format!(
         "largest |S| within a memory budget of {} (training: batch {batch}, |Q| = |S|)\n{:<8} {:>18} {:>18}\n",
@@ -127,8 +144,8 @@ pub fn table(budget: u64, batch: usize) -> String {
     );
     for preset in [Preset::Tiny, Preset::Small, Preset::Paper] {
         let c = preset.config();
-        let train = largest_set(&c, batch, true, budget, |n| n);
-        let infer = largest_set(&c, 1, false, budget, |_| {
+        let train = largest_set(&c, batch, true, budget, fused_attention, |n| n);
+        let infer = largest_set(&c, 1, false, budget, fused_attention, |_| {
             crate::inference::MAX_QUERIES_PER_PASS
         });
         let name = format!("{preset:?}").to_lowercase();
@@ -167,29 +184,41 @@ mod tests {
     #[test]
     fn attention_memory_grows_quadratically_with_the_set() {
         let c = Preset::Paper.config();
-        let small = pass_bytes(&c, 6, 512, 512, true);
-        let large = pass_bytes(&c, 6, 2048, 2048, true);
+        let small = pass_bytes(&c, 6, 512, 512, true, false);
+        let large = pass_bytes(&c, 6, 2048, 2048, true, false);
         assert!(large > 10 * small && large < 17 * small);
+        // The CPU's fused attention keeps its weights only when small, so
+        // its memory grows linearly once they no longer are.
+        let small = pass_bytes(&c, 6, 4096, 4096, true, true);
+        let large = pass_bytes(&c, 6, 8192, 8192, true, true);
+        assert!(large > 19 * small / 10 && large < 21 * small / 10);
     }
 
     #[test]
     fn largest_set_is_the_boundary_of_what_fits() {
         let c = Preset::Small.config();
         let budget = 1u64 << 30;
-        let n = largest_set(&c, 8, true, budget, |n| n);
-        assert!(n > 100, "{n}");
-        assert!(pass_bytes(&c, 8, n, n, true) <= budget);
-        assert!(pass_bytes(&c, 8, n + 1, n + 1, true) > budget);
-        // Bigger models and batches fit less; inference fits more than training.
-        assert!(largest_set(&Preset::Paper.config(), 8, true, budget, |n| n) < n);
-        assert!(largest_set(&c, 16, true, budget, |n| n) < n);
-        assert!(largest_set(&c, 8, false, budget, |n| n) > n);
-        assert_eq!(largest_set(&c, 8, true, 0, |n| n), 0);
+        for fused in [false, true] {
+            let n = largest_set(&c, 8, true, budget, fused, |n| n);
+            assert!(n > 100, "{n}");
+            assert!(pass_bytes(&c, 8, n, n, true, fused) <= budget);
+            assert!(pass_bytes(&c, 8, n + 1, n + 1, true, fused) > budget);
+            // Bigger models and batches fit less; inference fits more than training.
+            assert!(largest_set(&Preset::Paper.config(), 8, true, budget, fused, |n| n) < n);
+            assert!(largest_set(&c, 16, true, budget, fused, |n| n) < n);
+            assert!(largest_set(&c, 8, false, budget, fused, |n| n) > n);
+            assert_eq!(largest_set(&c, 8, true, 0, fused, |n| n), 0);
+        }
+        // Fused attention fits more.
+        assert!(
+            largest_set(&c, 8, true, budget, true, |n| n)
+                > largest_set(&c, 8, true, budget, false, |n| n)
+        );
     }
 
     #[test]
     fn the_limits_table_lists_every_preset() {
-        let t = table(8 << 30, 16);
+        let t = table(8 << 30, 16, true);
         for name in ["tiny", "small", "paper", "8.0 GiB"] {
             assert!(t.contains(name), "{t}");
         }

@@ -685,7 +685,7 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         let w = self.config.width();
         let dev = &self.device;
         let c = &self.config;
-        let needed = crate::limits::pass_bytes(c, b, s, nq, T::OWNS_TAPE);
+        let needed = crate::limits::pass_bytes(c, b, s, nq, T::OWNS_TAPE, D::FUSED_ATTENTION);
         crate::limits::check(needed, || {
             format!("a pass over {b} signals with |S| = {s} and |Q| = {nq}")
         })?;
