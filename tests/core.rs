@@ -420,7 +420,9 @@ fn sampling_is_seeded_and_agrees_with_observations_in_shape() {
 #[test]
 fn requests_beyond_the_memory_budget_are_refused_before_allocating() {
     let model = fresh(1).model;
-    let big = Observations::from_pairs(vec![[0.0]; 5000], vec![[0.0]; 5000]).unwrap();
+    // On the CPU attention memory grows linearly with |S| (the fused kernel
+    // keeps few weights), so it takes a large set to need ~80 MiB.
+    let big = Observations::from_pairs(vec![[0.0]; 20000], vec![[0.0]; 20000]).unwrap();
     let err = pixel_transformer::limits::with_budget(10 << 20, || {
         model.predict(&[ModelInput {
             observed: &big,
@@ -428,7 +430,10 @@ fn requests_beyond_the_memory_budget_are_refused_before_allocating() {
         }])
     });
     let err = err.unwrap_err().to_string();
-    assert!(err.contains("GiB") && err.contains("|S| = 5000"), "{err}");
+    assert!(
+        err.contains("MiB of working memory") && err.contains("|S| = 20000"),
+        "{err}"
+    );
 }
 
 #[test]

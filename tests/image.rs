@@ -307,3 +307,40 @@ fn a_tiny_model_learns_mnist_beyond_the_untrained_model_and_the_mean_value() {
         start.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn the_shipped_mnist_model_answers_predict_requests() {
+    // One observed white pixel at the centre; queries at it, beside it, and
+    // in a corner (always black in MNIST). A trained model follows the
+    // observation and knows the background; an untrained one does neither.
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    let answers = dir.path().join("answers.jsonl");
+    std::fs::write(
+        &requests,
+        "{\"positions\": [[0.0, 0.0]], \"values\": [[1.0]], \"queries\": [[0.0, 0.0], [0.93, 0.93]]}\n",
+    )
+    .unwrap();
+    let (input, output) = (requests.to_str().unwrap(), answers.to_str().unwrap());
+    let channels = run(&[
+        "predict",
+        "--checkpoint",
+        "pretrained",
+        "--input",
+        input,
+        "--output",
+        output,
+    ])
+    .unwrap();
+    assert_eq!(channels, 1);
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&answers).unwrap().trim()).unwrap();
+    let mean: Vec<f64> = line["mean"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v[0].as_f64().unwrap())
+        .collect();
+    assert!(mean[0] > 0.6, "at the observed white pixel: {mean:?}");
+    assert!(mean[1] < 0.05, "in the corner: {mean:?}");
+}

@@ -356,7 +356,7 @@ impl<const V: usize> Domain<2, V> for ImageDomain<V> {
     }
 
     fn pretrained_checkpoint(&self) -> Option<PathBuf> {
-        // Only MNIST has (will have) a shipped model.
+        // Only grey MNIST has a shipped model.
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pretrained/mnist");
         (V == 1 && self.config.dataset == DatasetKind::Mnist)
             .then_some(dir)
