@@ -1,13 +1,23 @@
 //! Fused kernels for the model's hot spots, and the [`Backend`] trait that picks them.
 //!
 //! dfdx builds layer norm, softmax and bias addition out of generic
-//! broadcasting element-wise ops, each a separate pass over memory with
-//! per-element index arithmetic, forward and backward. Profiling the small
-//! preset showed those ops taking more time than the matrix products. On the
-//! CPU these three are therefore custom ops here: one pass forward, one pass
-//! backward, rows in parallel with rayon. They plug into dfdx's tape through
-//! its public `Tape::add_backward_op` and `Gradients::get_or_alloc_mut`, so
-//! gradients flow exactly as for built-in ops.
+//! broadcasting element-wise ops, each a separate pass over memory, and runs
+//! multi-head attention as permuted copies plus one small matrix product per
+//! (item, head), one after the other. On the CPU the model's operations are
+//! therefore custom ops here:
+//!
+//! - [`Backend::linear`]: one product from the broadcast bias;
+//! - [`Backend::attention`]: one rayon task per (item, head), reading its
+//!   head's columns in place, in cache-sized chunks of query rows, keeping
+//!   its weights for the backward pass only while they are small;
+//! - [`Backend::layer_norm`], [`Backend::add_bias`], [`Backend::adam_update`]:
+//!   one pass each, rows in parallel.
+//!
+//! The products use the `gemm` crate's AVX-512 kernels (chosen at run time);
+//! the softmax loops are compiled for AVX-512 or AVX2 when the CPU has them.
+//! The ops plug into dfdx's tape through its public `Tape::add_backward_op`
+//! and `Gradients::get_or_alloc_mut`, so gradients flow exactly as for
+//! built-in ops.
 //!
 //! Other devices (CUDA) use the default methods, composed from dfdx ops; the
 //! unit tests check the fused CPU kernels against those compositions, forward
