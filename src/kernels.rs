@@ -345,6 +345,11 @@ impl Backend for Cpu {
         // gradients.
         let (x, mut tape) = x.split_tape();
         let ((rows, k), n) = (*x.shape(), weight.shape().1);
+        // As in attention: the products index raw pointers with these sizes.
+        assert!(
+            weight.shape().0 == k && *bias.shape() == (1, n),
+            "linear layer shapes do not match"
+        );
         let (xh, wh) = (host(&x), host(weight));
         let mut out = host(bias).repeat(rows);
         let par = parallelism(rows * n * k);
@@ -502,6 +507,16 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     let mut tape = tq.merge(tk).merge(tv);
     let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
     let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
+    // The kernels below index raw pointers with these sizes: a mismatch is a
+    // bug in the caller, and must stop here rather than read out of bounds.
+    assert!(
+        h > 0
+            && *q.shape() == (b * sq, h * dk)
+            && *k.shape() == (b * sk, h * dk)
+            && *v.shape() == (b * sk, h * dv)
+            && key_bias.map_or(true, |kb| *kb.shape() == (b, sk)),
+        "attention shapes do not match {s:?}"
+    );
     let dims = HeadDims { h, sq, sk, dk, dv };
     let (qh, kh, vh) = (host(&q), host(&k), host(&v));
     let bias = key_bias.map(host);
