@@ -10,8 +10,8 @@
 //! - [`Backend::attention`]: one rayon task per (item, head), reading its
 //!   head's columns in place, in cache-sized chunks of query rows, keeping
 //!   its weights for the backward pass only while they are small;
-//! - [`Backend::layer_norm`], [`Backend::add_bias`], [`Backend::adam_update`]:
-//!   one pass each, rows in parallel.
+//! - [`Backend::layer_norm`], [`Backend::adam_update`]: one pass each, rows
+//!   in parallel.
 //!
 //! The products use the `gemm` crate's AVX-512 kernels (chosen at run time);
 //! the softmax loops are compiled for AVX-512 or AVX2 when the CPU has them.
@@ -64,11 +64,6 @@ pub trait Backend: Device<f32> {
     /// every `batch × heads × queries × keys` score, weight and gradient.
     /// The memory estimate of [`crate::limits`] depends on it.
     const FUSED_ATTENTION: bool = false;
-
-    /// `x + bias` with a `1 × n` bias broadcast over rows.
-    fn add_bias<T: Tape<f32, Self>>(x: Flat<Self, T>, bias: &Param<Self>) -> Flat<Self, T> {
-        composed::add_bias(x, bias)
-    }
 
     /// `x · weight + bias`: a `rows × k` input times a `k × n` weight, plus a
     /// `1 × n` bias broadcast over rows.
@@ -154,19 +149,14 @@ pub mod composed {
             .broadcast_like::<_, Axis<0>>(&(rows, n))
     }
 
-    /// See [`Backend::add_bias`](super::Backend::add_bias).
-    pub fn add_bias<D: Device<f32>, T: Tape<f32, D>>(x: Flat<D, T>, bias: &Param<D>) -> Flat<D, T> {
-        let rows = x.shape().0;
-        x + broadcast_rows::<D, T>(bias, rows)
-    }
-
     /// See [`Backend::linear`](super::Backend::linear).
     pub fn linear<D: Device<f32>, T: Tape<f32, D>>(
         x: Flat<D, T>,
         weight: &Param<D>,
         bias: &Param<D>,
     ) -> Flat<D, T> {
-        add_bias(x.matmul(weight.retaped::<T>()), bias)
+        let rows = x.shape().0;
+        x.matmul(weight.retaped::<T>()) + broadcast_rows::<D, T>(bias, rows)
     }
 
     /// See [`Backend::layer_norm`](super::Backend::layer_norm).
@@ -312,26 +302,6 @@ impl Backend for Cpu {
         param.copy_from(&p);
         m.copy_from(&mm);
         v.copy_from(&vv);
-    }
-
-    fn add_bias<T: Tape<f32, Self>>(x: Flat<Self, T>, bias: &Param<Self>) -> Flat<Self, T> {
-        let (x, mut tape) = x.split_tape();
-        let (rows, n) = *x.shape();
-        let b = host(bias);
-        let mut out = host(&x);
-        for_rows(&mut out, n, |_, r| accumulate(r, &b));
-        let out = x.device().tensor_from_vec(out, (rows, n));
-        let (x_id, bias_id, out_id) = (x.clone(), bias.clone(), out.clone());
-        tape.add_backward_op(move |grads| {
-            let dy = grads.get_or_alloc_mut(&out_id)?.to_vec();
-            accumulate(grads.get_or_alloc_mut(&x_id)?, &dy);
-            let db = grads.get_or_alloc_mut(&bias_id)?;
-            for row in dy.chunks_exact(n) {
-                accumulate(db, row);
-            }
-            Ok(())
-        });
-        out.put_tape(tape)
     }
 
     fn linear<T: Tape<f32, Self>>(
@@ -506,12 +476,12 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     let (v, tv) = v.split_tape();
     let mut tape = tq.merge(tk).merge(tv);
     let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
-    let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
     // The kernels below index raw pointers with these sizes: a mismatch is a
     // bug in the caller, and must stop here rather than read out of bounds.
+    assert!(h > 0, "attention with no heads");
+    let (dk, dv) = (q.shape().1 / h, v.shape().1 / h);
     assert!(
-        h > 0
-            && *q.shape() == (b * sq, h * dk)
+        *q.shape() == (b * sq, h * dk)
             && *k.shape() == (b * sk, h * dk)
             && *v.shape() == (b * sk, h * dv)
             && key_bias.map_or(true, |kb| *kb.shape() == (b, sk)),
@@ -528,23 +498,12 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
         // SAFETY: task (i, j) writes only rows i·sq.. and columns j·dv.. of `out`.
         unsafe { dims.forward(task, &qh, &kh, &vh, s.scale, kb, p, out_ptr.at(0)) };
     };
-    if !T::OWNS_TAPE {
-        // Inference: the probabilities are not kept, so each task reuses
-        // one scratch block and memory stays at one block per thread.
-        (0..b * h).into_par_iter().for_each_init(
-            || vec![0.0f32; dims.chunk_rows() * sk],
-            |p, task| forward(task, p),
-        );
-        return q
-            .device()
-            .tensor_from_vec(out, (b * sq, h * dv))
-            .put_tape(tape);
-    }
-    // Keep the weights for the backward pass when they are small;
-    // otherwise the backward pass recomputes them (one more product per
-    // task), so memory stays linear in the number of keys.
+    // A training pass keeps the weights for the backward pass when they are
+    // small; otherwise the backward pass recomputes them (one more product
+    // per task), so memory stays linear in the number of keys. Without a
+    // kept block, each task reuses one chunk of scratch per thread.
     let block = sq * sk;
-    let keep = b * h * block * 4 <= keep_max_bytes;
+    let keep = T::OWNS_TAPE && b * h * block * 4 <= keep_max_bytes;
     let kept = if keep {
         let mut probs = vec![0.0f32; b * h * block];
         probs
@@ -560,6 +519,9 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
         None
     };
     let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
+    if !T::OWNS_TAPE {
+        return out.put_tape(tape);
+    }
     let (q_id, k_id, v_id, out_id) = (q.clone(), k.clone(), v.clone(), out.clone());
     tape.add_backward_op(move |grads| {
         let dout = grads.get_or_alloc_mut(&out_id)?.to_vec();
@@ -1050,17 +1012,20 @@ mod tests {
     }
 
     #[test]
-    fn fused_layer_norm_and_bias_match_dfdx_forward_and_backward() {
+    fn fused_layer_norm_and_linear_match_dfdx_forward_and_backward() {
         let dev = Cpu::default();
         let x = rand_tensor(&dev, (300, 64), 1);
         let g = rand_tensor(&dev, (1, 64), 2);
         let s = rand_tensor(&dev, (1, 64), 3);
         let w = rand_tensor(&dev, (300, 64), 4);
-        // loss = Σ w ⊙ (LN(x) + s): exercises both ops' backward with a non-trivial upstream gradient.
-        let fused =
-            (Cpu::add_bias(Cpu::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &s) * w.clone()).sum();
+        let wt = rand_tensor(&dev, (64, 64), 9);
+        // loss = Σ w ⊙ (LN(x)·wt + s): exercises both ops' backward with a non-trivial upstream gradient.
+        let fused = (Cpu::linear(Cpu::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &wt, &s)
+            * w.clone())
+        .sum();
         let reference =
-            (composed::add_bias(composed::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &s) * w).sum();
+            (composed::linear(composed::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &wt, &s) * w)
+                .sum();
         close(&[fused.array()], &[reference.array()]);
         let gf = fused.backward();
         let gr = reference.backward();

@@ -209,8 +209,8 @@ impl Classifier {
         x: Tensor<(usize, usize), f32, Cpu, T>,
     ) -> Tensor<(usize, usize), f32, Cpu, T> {
         let p = &self.params;
-        let hidden = Cpu::add_bias(x.matmul(p[0].retaped::<T>()), &p[1]).relu();
-        Cpu::add_bias(hidden.matmul(p[2].retaped::<T>()), &p[3])
+        let hidden = Cpu::linear(x, &p[0], &p[1]).relu();
+        Cpu::linear(hidden, &p[2], &p[3])
     }
 
     /// What it was trained on and how.
