@@ -387,29 +387,26 @@ impl Backend for Cpu {
         let (x, mut tape) = x.split_tape();
         let (rows, n) = *x.shape();
         let (g, s) = (host(gain), host(shift));
-        // Forward keeps the normalised rows x̂ and 1/σ per row for the backward pass.
         let mut xhat = host(&x);
+        if !T::OWNS_TAPE {
+            for_rows(&mut xhat, n, |_, r| {
+                normalise_row(r, Some((&g, &s)), eps);
+            });
+            return x.device().tensor_from_vec(xhat, (rows, n)).put_tape(tape);
+        }
+        // Training keeps the normalised rows x̂ and 1/σ per row for the backward pass.
         let rstd: Vec<f32> = if xhat.len() >= PARALLEL_MIN {
             xhat.par_chunks_mut(n)
-                .map(|r| normalise_row(r, eps))
+                .map(|r| normalise_row(r, None, eps))
                 .collect()
         } else {
-            xhat.chunks_mut(n).map(|r| normalise_row(r, eps)).collect()
+            xhat.chunks_mut(n)
+                .map(|r| normalise_row(r, None, eps))
+                .collect()
         };
-        let mut out = if T::OWNS_TAPE {
-            xhat.clone()
-        } else {
-            std::mem::take(&mut xhat)
-        };
-        for_rows(&mut out, n, |_, r| {
-            for j in 0..n {
-                r[j] = r[j] * g[j] + s[j];
-            }
-        });
+        let mut out = xhat.clone();
+        scale_shift_rows(&mut out, &g, &s);
         let out = x.device().tensor_from_vec(out, (rows, n));
-        if !T::OWNS_TAPE {
-            return out.put_tape(tape);
-        }
         let (x_id, g_id, s_id, out_id) = (x.clone(), gain.clone(), shift.clone(), out.clone());
         tape.add_backward_op(move |grads| {
             let dy = grads.get_or_alloc_mut(&out_id)?.to_vec();
@@ -837,11 +834,11 @@ macro_rules! with_wide_simd {
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx512f")]
-            unsafe fn avx512(f: impl FnOnce()) {
+            unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn avx2(f: impl FnOnce()) {
+            unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
             if std::arch::is_x86_feature_detected!("avx512f") {
@@ -877,15 +874,29 @@ fn softmax_rows_inline(p: &mut [f32], width: usize, key_bias: Option<&[f32]>) {
         // which x86 CPUs handle about a hundred times slower. The distance
         // bias's sharp heads made such weights common, and training steps
         // twice as slow.
-        r.iter_mut().for_each(|x| {
+        let weight = |x: &mut f32| {
             let z = *x - max;
             let e = exp_nonpositive(z);
             *x = if z < -40.0 { 0.0 } else { e };
-        });
-        let inv = 1.0 / sum_lanes(r);
+            *x
+        };
+        // The sum is taken while exponentiating (one pass over the row
+        // instead of two), in lanes so that it vectorises.
+        let mut lanes = [0.0f32; LANES];
+        let mut chunks = r.chunks_exact_mut(LANES);
+        for c in &mut chunks {
+            for (l, x) in lanes.iter_mut().zip(c) {
+                *l += weight(x);
+            }
+        }
+        let tail: f32 = chunks.into_remainder().iter_mut().map(weight).sum();
+        let inv = 1.0 / (lanes.iter().sum::<f32>() + tail);
         r.iter_mut().for_each(|x| *x *= inv);
     }
 }
+
+/// Lanes of the vectorised reductions: one AVX-512 register, two AVX2 ones.
+const LANES: usize = 16;
 
 /// Softmax backward with the score scale, row by row: each row of `ds`
 /// (holding `dp`) := `scale · p ⊙ (dp − Σ p·dp)`.
@@ -943,46 +954,84 @@ fn exp_nonpositive(x: f32) -> f32 {
     p * f32::from_bits(((n_bits + 127) as u32) << 23)
 }
 
-/// Largest entry of a row, in eight interleaved lanes (see [`sum_lanes`]).
+/// Largest entry of a row. Four registers of lanes, each its own chain of
+/// comparisons, so the loop is not held up by the latency of one chain.
 #[inline(always)]
 fn max_lanes(r: &[f32]) -> f32 {
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let chunks = r.chunks_exact(8);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    for c in chunks {
+    #[inline(always)]
+    fn max_into(lanes: &mut [f32; LANES], c: &[f32]) {
         for (l, &x) in lanes.iter_mut().zip(c) {
             *l = if x > *l { x } else { *l };
         }
     }
-    lanes.iter().fold(tail, |m, &x| m.max(x))
+    // Four separate arrays (one array of 4·LANES ends up in memory, not in registers).
+    let mut lanes = [[f32::NEG_INFINITY; LANES]; 4];
+    let [a, b, c, d] = &mut lanes;
+    let mut chunks = r.chunks_exact(4 * LANES);
+    for chunk in &mut chunks {
+        max_into(a, &chunk[..LANES]);
+        max_into(b, &chunk[LANES..2 * LANES]);
+        max_into(c, &chunk[2 * LANES..3 * LANES]);
+        max_into(d, &chunk[3 * LANES..]);
+    }
+    let mut short = chunks.remainder().chunks_exact(LANES);
+    for chunk in &mut short {
+        max_into(a, chunk);
+    }
+    // Fold the arrays into one, then that one into a number (a scalar fold
+    // over all 4·LANES would cost as much as the loop on rows of a few hundred).
+    for other in [&*b, &*c, &*d] {
+        max_into(a, other);
+    }
+    let larger = |m: f32, &x: &f32| if x > m { x } else { m };
+    a.iter().fold(
+        short.remainder().iter().fold(f32::NEG_INFINITY, larger),
+        larger,
+    )
 }
 
-/// Sum of a row in eight interleaved lanes, so the additions vectorise
-/// (a plain fold must add in order, one at a time).
+/// Sum of `f(x)` over a row, in lanes so the additions vectorise (a plain
+/// fold must add in order, one at a time).
 #[inline(always)]
-fn sum_lanes(r: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let chunks = r.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (l, x) in lanes.iter_mut().zip(c) {
-            *l += x;
+fn sum_lanes(r: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0.0f32; 2 * LANES];
+    let mut chunks = r.chunks_exact(2 * LANES);
+    for c in &mut chunks {
+        for (l, &x) in lanes.iter_mut().zip(c) {
+            *l += f(x);
         }
     }
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
     lanes.iter().sum::<f32>() + tail
 }
 
-/// Normalises one row in place and returns 1/σ.
-fn normalise_row(r: &mut [f32], eps: f32) -> f32 {
-    let n = r.len() as f32;
-    let mean = r.iter().sum::<f32>() / n;
-    let var = r.iter().map(|x| (x - mean) * (x - mean)).sum::<f32>() / n;
-    let rstd = 1.0 / (var + eps).sqrt();
-    r.iter_mut().for_each(|x| *x = (*x - mean) * rstd);
-    rstd
+/// Normalises one row in place, then applies `(gain, shift)` if given;
+/// returns 1/σ.
+fn normalise_row(r: &mut [f32], affine: Option<(&[f32], &[f32])>, eps: f32) -> f32 {
+    with_wide_simd!({
+        let n = r.len() as f32;
+        let mean = sum_lanes(r, |x| x) / n;
+        let var = sum_lanes(r, |x| (x - mean) * (x - mean)) / n;
+        let rstd = 1.0 / (var + eps).sqrt();
+        match affine {
+            Some((gain, shift)) => {
+                for ((x, g), s) in r.iter_mut().zip(gain).zip(shift) {
+                    *x = (*x - mean) * rstd * g + s;
+                }
+            }
+            None => r.iter_mut().for_each(|x| *x = (*x - mean) * rstd),
+        }
+        rstd
+    })
+}
+
+/// `x · gain + shift` for each `gain`-sized row of `x`.
+fn scale_shift_rows(x: &mut [f32], gain: &[f32], shift: &[f32]) {
+    with_wide_simd!(for_rows(x, gain.len(), |_, r| {
+        for ((x, g), s) in r.iter_mut().zip(gain).zip(shift) {
+            *x = *x * g + s;
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -1157,9 +1206,15 @@ mod tests {
         assert!(exp_nonpositive(-1000.0) < 1e-37);
         assert_eq!(exp_nonpositive(0.0), 1.0);
         let row: Vec<f32> = (0..37).map(|i| i as f32 * 0.25).collect();
-        assert!((sum_lanes(&row) - row.iter().sum::<f32>()).abs() < 1e-4);
+        assert!((sum_lanes(&row, |x| x) - row.iter().sum::<f32>()).abs() < 1e-4);
         assert_eq!(max_lanes(&row), 9.0);
         assert_eq!(max_lanes(&row[..5]), 1.0);
+        // The largest entry in the wide lanes, the narrow lanes and the tail.
+        for at in [0, 63, 70, 130, 149] {
+            let mut row = vec![-1.0f32; 150];
+            row[at] = 2.0;
+            assert_eq!(max_lanes(&row), 2.0, "largest at {at}");
+        }
     }
 
     #[test]

@@ -58,7 +58,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     distribution::OutputDistribution,
-    kernels::{AttentionShape, Backend, Flat},
+    kernels::{composed::broadcast_rows, AttentionShape, Backend, Flat},
     Error, Observations, Result,
 };
 
@@ -625,20 +625,12 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         let (q, k) = match (a.distance_strength, distance) {
             (Some(strength), Some(factors)) => {
                 let f = factors.queries.shape().2;
-                let strength = self.p::<T>(strength).exp().reshape_like(&(h,));
-                let q_extra = strength.broadcast_like::<S4, Axes3<0, 1, 3>>(&(b, sq, h, f))
-                    * factors
-                        .queries
-                        .clone()
-                        .broadcast_like::<S4, Axis<2>>(&(b, sq, h, f));
                 let k_extra = factors
                     .keys
                     .clone()
                     .broadcast_like::<S4, Axis<2>>(&(b, sk, h, f));
                 (
-                    (q.reshape_like(&(b, sq, h, dh)), q_extra)
-                        .concat_along(Axis::<3>)
-                        .reshape_like(&(b * sq, h * (dh + f))),
+                    self.with_query_factors(strength, factors, q.reshape_like(&(b, sq, h, dh))),
                     (k.reshape_like(&(b, sk, h, dh)), k_extra)
                         .concat_along(Axis::<3>)
                         .reshape_like(&(b * sk, h * (dh + f))),
@@ -654,6 +646,113 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
             scale: 1.0 / (dh as f32).sqrt(),
         };
         self.linear(a.out, D::attention(q, k, v, shape, key_bias))
+    }
+
+    /// Appends each head's distance-bias factors (`b × sq × heads × f`, scaled
+    /// by the head's learned strength) to `q` (`b × sq × heads × d`) and
+    /// flattens it to `(b·sq) × heads·(d + f)`.
+    fn with_query_factors<T: Tape<f32, D>>(
+        &self,
+        strength: usize,
+        factors: &DistanceFactors<D>,
+        q: Tensor<(usize, usize, usize, usize), f32, D, T>,
+    ) -> Flat<D, T> {
+        type S4 = (usize, usize, usize, usize);
+        let (b, sq, h, d) = *q.shape();
+        let f = factors.queries.shape().2;
+        let strength = self.p::<T>(strength).exp().reshape_like(&(h,));
+        let q_extra = strength.broadcast_like::<S4, Axes3<0, 1, 3>>(&(b, sq, h, f))
+            * factors
+                .queries
+                .clone()
+                .broadcast_like::<S4, Axis<2>>(&(b, sq, h, f));
+        (q, q_extra)
+            .concat_along(Axis::<3>)
+            .reshape_like(&(b * sq, h * (d + f)))
+    }
+
+    /// Whether [`Self::few_query_attention`] costs fewer multiplications than
+    /// [`Self::attention`] for `sq` queries over `sk` keys.
+    fn few_queries_are_cheaper(&self, sq: usize, sk: usize) -> bool {
+        let (w, h) = (self.config.width(), self.config.heads);
+        // Projecting keys and values: 2·sk·w² + 2·sq·sk·w. Moving the
+        // projections to the query side: 2·sq·w² + 2·sq·sk·heads·w.
+        sq * (w + sk * h) < sk * (w + sq)
+    }
+
+    /// Cross-attention of `sq` queries over the encoder's `memory`, the same
+    /// function as [`Self::attention`] computed in another order, for when
+    /// queries are few (autoregressive sampling asks one at a time).
+    ///
+    /// The usual order projects every key and value (`sk × w` times `w × w`,
+    /// twice per layer) though only a handful of queries read them. Per head
+    /// `j`, with `m` a memory row, the score is `q_j·(m W_kj + c_kj) =
+    /// (q_j W_kjᵀ)·m + q_j·c_kj`; the last term is the same for every key, and
+    /// softmax ignores it. The output is `Σ p·(m W_vj + c_vj) = (Σ p·m) W_vj +
+    /// c_vj`, since the weights sum to 1. So each head attends with `q_j W_kjᵀ`
+    /// over the raw memory, and the value projection is applied once to the
+    /// weighted sum. Every head shares the same keys, so the heads ride along
+    /// as extra query rows of a single-head attention.
+    #[allow(clippy::too_many_arguments)]
+    fn few_query_attention<T: Tape<f32, D>>(
+        &self,
+        a: Attention,
+        queries: Flat<D, T>,
+        memory: Flat<D, T>,
+        b: usize,
+        sq: usize,
+        sk: usize,
+        key_bias: Option<&Tensor<(usize, usize), f32, D>>,
+        distance: Option<&DistanceFactors<D>>,
+    ) -> Flat<D, T> {
+        type S3 = (usize, usize, usize);
+        let w = self.config.width();
+        let h = self.config.heads;
+        let dh = w / h;
+        // q_j W_kjᵀ for every head j: (h × rows × dh) times (h × dh × w).
+        let q = self
+            .linear(a.query, queries)
+            .reshape_like(&(b * sq, h, dh))
+            .permute::<S3, Axes3<1, 0, 2>>();
+        let key_weight = self
+            .p::<T>(a.key.weight)
+            .reshape_like(&(w, h, dh))
+            .permute::<S3, Axes3<1, 2, 0>>();
+        let q = q.matmul(key_weight).permute::<S3, Axes3<1, 0, 2>>();
+        let (q, k) = match (a.distance_strength, distance) {
+            (Some(strength), Some(factors)) => (
+                self.with_query_factors(strength, factors, q.reshape_like(&(b, sq, h, w))),
+                (
+                    memory.with_empty_tape().reshape_like(&(b, sk, w)),
+                    factors.keys.clone().retaped::<T>(),
+                )
+                    .concat_along(Axis::<2>)
+                    .reshape_like(&(b * sk, w + factors.keys.shape().2)),
+            ),
+            _ => (q.reshape_like(&(b * sq, h * w)), memory.with_empty_tape()),
+        };
+        let shape = AttentionShape {
+            batch: b,
+            heads: 1,
+            queries: sq * h,
+            keys: sk,
+            scale: 1.0 / (dh as f32).sqrt(),
+        };
+        let q = q.reshape_like(&(b * sq * h, k.shape().1));
+        // Weighted sums of memory rows, one per (query, head); then each
+        // head's value projection.
+        let value_weight = self
+            .p::<T>(a.value.weight)
+            .reshape_like(&(w, h, dh))
+            .permute::<S3, Axes3<1, 0, 2>>();
+        let mixed = D::attention(q, k, memory, shape, key_bias)
+            .reshape_like(&(b * sq, h, w))
+            .permute::<S3, Axes3<1, 0, 2>>()
+            .matmul(value_weight)
+            .permute::<S3, Axes3<1, 0, 2>>()
+            .reshape_like(&(b * sq, w));
+        let value_bias = broadcast_rows::<D, T>(&self.params[a.value.bias], b * sq);
+        self.linear(a.out, mixed + value_bias)
     }
 
     fn feed_forward<T: Tape<f32, D>>(&self, f: FeedForward, x: Flat<D, T>) -> Flat<D, T> {
@@ -775,9 +874,18 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
             self.fourier_features(item.queries, &mut queries[i * nq * w..], w, e);
         }
         let mut y = dev.tensor_from_vec(queries, (b * nq, w)).put_tape(tape);
+        // Training keeps the usual order, whose gradients reach every
+        // parameter (the key bias's is 0 in exact arithmetic, see
+        // `few_query_attention`) and which is cheaper for training's many queries.
+        let cross_attention = if !T::OWNS_TAPE && self.few_queries_are_cheaper(nq, sk) {
+            Self::few_query_attention
+        } else {
+            Self::attention
+        };
         for blk in &self.decoder {
             let h = self.norm(blk.attn_norm, y.with_empty_tape());
-            y = self.attention(
+            y = cross_attention(
+                self,
                 blk.attn,
                 h,
                 memory.retaped::<T>(),
@@ -1039,6 +1147,52 @@ mod tests {
             .unwrap();
         assert!(close(&empty_alone[0], &batch[2], 1e-4));
         assert_eq!(batch[2].len(), hw);
+    }
+
+    /// A few queries take `few_query_attention`; many take `attention`. Both
+    /// must give the same predictions, with and without the distance bias,
+    /// with padding, and for an empty set.
+    #[test]
+    fn few_query_cross_attention_matches_the_projected_one() {
+        for distance_bias in [true, false] {
+            let mut config = Preset::Tiny.config();
+            config.distance_bias = distance_bias;
+            let dist = BinnedMixture::with_centres(&[[0.0f32], [0.5], [1.0]], 0.1, 1e-3).unwrap();
+            let m = M::new(config, dist, 5, &Cpu::default()).unwrap();
+            let (big, small, empty) = (set(20, 1), set(7, 2), Observations::new());
+            let many: Vec<[f32; 2]> = (0..300)
+                .map(|i| [(i as f32 * 0.37).sin(), (i as f32 * 0.61).cos()])
+                .collect();
+            let few = &many[..2];
+            assert!(m.few_queries_are_cheaper(few.len(), 21));
+            assert!(!m.few_queries_are_cheaper(many.len(), 21));
+            let ask = |queries: &[[f32; 2]]| {
+                m.predict(&[
+                    ModelInput {
+                        observed: &big,
+                        queries,
+                    },
+                    ModelInput {
+                        observed: &small,
+                        queries,
+                    },
+                    ModelInput {
+                        observed: &empty,
+                        queries,
+                    },
+                ])
+                .unwrap()
+            };
+            let (a, b) = (ask(few), ask(&many));
+            let hw = 3 * 3;
+            for item in 0..3 {
+                let (x, y) = (&a[item][..2 * hw], &b[item][..2 * hw]);
+                assert!(
+                    close(x, y, 1e-4),
+                    "bias {distance_bias}, item {item}: {x:?} vs {y:?}"
+                );
+            }
+        }
     }
 
     #[test]
