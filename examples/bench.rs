@@ -50,6 +50,10 @@ struct Args {
     /// Sample mode: values drawn per network pass (1 = exact; more is an approximation).
     #[arg(long, default_value_t = 1)]
     per_pass: usize,
+    /// Sample mode: samples drawn together, one batch item each (the
+    /// reference draws one); the time per value divides by all of them.
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
     /// Sample mode: also score each sample under the exact model (one more pass per value, untimed).
     #[arg(long)]
     score: bool,
@@ -182,7 +186,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         let mut scores = Vec::new();
         for i in 0..args.warmup + args.steps.max(1) {
             let opts = SampleOptions {
-                samples: 1,
+                samples: args.samples.max(1),
                 autoregressive: None,
                 temperature: 1.0,
                 seed: i as u64,
@@ -191,7 +195,8 @@ fn run<const P: usize, const V: usize, D: Backend>(
             let start = Instant::now();
             let drawn = model.sample(&observed, &positions, &opts)?;
             if i >= args.warmup {
-                times.push(start.elapsed().as_secs_f64() * 1e3 / shape.queries as f64);
+                let values = (shape.queries * args.samples.max(1)) as f64;
+                times.push(start.elapsed().as_secs_f64() * 1e3 / values);
                 if args.score {
                     let ll = model.sequence_log_prob(&observed, &positions, &drawn[0], 1)?;
                     scores.push(ll / shape.queries as f64);
@@ -200,6 +205,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         }
         result["ms_per_sample_value"] = serde_json::json!(median(times));
         result["values_per_pass"] = serde_json::json!(args.per_pass);
+        result["samples"] = serde_json::json!(args.samples.max(1));
         if args.score {
             result["exact_log_likelihood_per_value"] =
                 serde_json::json!(scores.iter().sum::<f64>() / scores.len().max(1) as f64);
