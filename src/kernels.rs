@@ -281,8 +281,16 @@ fn for_rows(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync
     }
 }
 
+/// `dst += src`, in parallel when large (gradients of whole activations).
 fn accumulate(dst: &mut [f32], src: &[f32]) {
-    dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+    let add = |(d, s): (&mut [f32], &[f32])| d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
+    if dst.len() >= PARALLEL_MIN {
+        dst.par_chunks_mut(PARALLEL_MIN / 4)
+            .zip(src.par_chunks(PARALLEL_MIN / 4))
+            .for_each(add);
+    } else {
+        add((dst, src));
+    }
 }
 
 impl Backend for Cpu {
