@@ -32,7 +32,7 @@ pub enum DeviceKind {
 /// Options shared by every domain and subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Output folder for checkpoints, logs and pictures [default: runs/<domain>].
+    /// Output folder for checkpoints, logs and pictures (default: `runs/<domain>`).
     #[arg(long, global = true)]
     pub out: Option<PathBuf>,
     /// Checkpoint folder to load, or `pretrained` for the one the domain ships.
