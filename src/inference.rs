@@ -116,6 +116,18 @@ impl Default for SampleOptions {
     }
 }
 
+/// One signal to sample with [`Model::sample_many`]: what was observed, where
+/// to draw values, and how.
+#[derive(Debug, Clone)]
+pub struct SampleRequest<'a, const P: usize, const V: usize> {
+    /// The observed pairs `S` (may be empty).
+    pub observed: &'a Observations<P, V>,
+    /// Positions to draw values at.
+    pub positions: &'a [[f32; P]],
+    /// Number of samples, hybrid rule, temperature, seed.
+    pub options: SampleOptions,
+}
+
 impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model<P, V, D, O> {
     /// The distribution of the value at each of `queries` given `observed`.
     pub fn marginals(
@@ -191,76 +203,146 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         positions: &[[f32; P]],
         options: &SampleOptions,
     ) -> Result<Vec<Vec<[f32; V]>>> {
-        observed.validate()?;
-        crate::signal::check_positions(positions, "sample position")?;
-        if options.samples == 0 || positions.is_empty() {
-            return Ok(vec![Vec::new(); options.samples]);
+        let request = SampleRequest {
+            observed,
+            positions,
+            options: options.clone(),
+        };
+        Ok(self.sample_many(&[request])?.remove(0))
+    }
+
+    /// [`Model::sample`] for several signals at once: every network pass
+    /// advances all their samples together, one batch item each, which keeps
+    /// the cores busier than one signal at a time. `result[i]` is what
+    /// `sample` returns for `requests[i]` (up to float rounding).
+    ///
+    /// ```
+    /// use pixel_transformer::deps::dfdx::prelude::Cpu;
+    /// use pixel_transformer::{BinnedMixture, Grid, Model, Observations, Preset, SampleOptions, SampleRequest};
+    ///
+    /// let model = Model::<1, 1, Cpu, BinnedMixture>::new(
+    ///     Preset::Tiny.config(), BinnedMixture::gaussian(1, 1e-3), 0, &Cpu::default())?;
+    /// let (a, b) = (
+    ///     Observations::from_pairs(vec![[0.0]], vec![[1.0]])?,
+    ///     Observations::from_pairs(vec![[-0.5], [0.5]], vec![[0.0], [2.0]])?,
+    /// );
+    /// let grid = Grid::new([16]).positions();
+    /// let options = SampleOptions { samples: 2, seed: 3, ..Default::default() };
+    /// let requests = [&a, &b].map(|observed| SampleRequest {
+    ///     observed, positions: &grid, options: options.clone(),
+    /// });
+    /// let drawn = model.sample_many(&requests)?;
+    /// assert_eq!((drawn.len(), drawn[1].len(), drawn[1][0].len()), (2, 2, 16));
+    /// # Ok::<(), pixel_transformer::Error>(())
+    /// ```
+    pub fn sample_many(
+        &self,
+        requests: &[SampleRequest<'_, P, V>],
+    ) -> Result<Vec<Vec<Vec<[f32; V]>>>> {
+        // One slot per (request, sample): its growing set, visiting order,
+        // random stream, and how many positions it has drawn.
+        struct Slot<const P: usize, const V: usize> {
+            request: usize,
+            sample: usize,
+            set: Observations<P, V>,
+            order: Vec<usize>,
+            rng: ChaCha8Rng,
+            steps: usize,
+            drawn: usize,
         }
-        if !(options.temperature > 0.0 && options.temperature.is_finite()) {
-            return Err(Error::invalid(format!(
-                "temperature must be positive, got {}",
-                options.temperature
-            )));
+        let mut slots = Vec::new();
+        let mut out = Vec::with_capacity(requests.len());
+        for (r, req) in requests.iter().enumerate() {
+            let o = &req.options;
+            req.observed.validate()?;
+            crate::signal::check_positions(req.positions, "sample position")?;
+            if !(o.temperature > 0.0 && o.temperature.is_finite()) {
+                return Err(Error::invalid(format!(
+                    "temperature must be positive, got {}",
+                    o.temperature
+                )));
+            }
+            let n = req.positions.len();
+            out.push(vec![vec![[0.0; V]; n]; o.samples]);
+            if n == 0 {
+                continue;
+            }
+            for i in 0..o.samples {
+                let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+                rng.set_stream(i as u64);
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut rng);
+                slots.push(Slot {
+                    request: r,
+                    sample: i,
+                    set: req.observed.clone(),
+                    order,
+                    rng,
+                    steps: o.autoregressive.unwrap_or(n).min(n),
+                    drawn: 0,
+                });
+            }
         }
-        let n = positions.len();
-        let steps = options.autoregressive.unwrap_or(n).min(n);
-        let mut rngs: Vec<ChaCha8Rng> = (0..options.samples)
-            .map(|i| {
-                let mut r = ChaCha8Rng::seed_from_u64(options.seed);
-                r.set_stream(i as u64);
-                r
-            })
-            .collect();
-        let orders: Vec<Vec<usize>> = rngs
-            .iter_mut()
-            .map(|r| {
-                let mut o: Vec<usize> = (0..n).collect();
-                o.shuffle(r);
-                o
-            })
-            .collect();
-        let mut sets: Vec<Observations<P, V>> = vec![observed.clone(); options.samples];
-        let mut out: Vec<Vec<[f32; V]>> = vec![vec![[0.0; V]; n]; options.samples];
         let dist = self.distribution();
-        // Autoregressive part: all samples advance together, one batch item each.
-        let k = options.values_per_pass.max(1);
-        for start in (0..steps).step_by(k) {
-            let end = (start + k).min(steps);
-            let queries: Vec<Vec<[f32; P]>> = orders
-                .iter()
-                .map(|o| o[start..end].iter().map(|&i| positions[i]).collect())
+        let width = dist.head_width();
+        // Autoregressive part: each pass draws the next `values_per_pass`
+        // positions of every slot that has some left.
+        loop {
+            let active: Vec<usize> = (0..slots.len())
+                .filter(|&i| slots[i].drawn < slots[i].steps)
                 .collect();
-            let inputs: Vec<ModelInput<P, V>> = sets
+            if active.is_empty() {
+                break;
+            }
+            let chunks: Vec<Vec<usize>> = active
+                .iter()
+                .map(|&i| {
+                    let s = &slots[i];
+                    let k = requests[s.request].options.values_per_pass.max(1);
+                    s.order[s.drawn..(s.drawn + k).min(s.steps)].to_vec()
+                })
+                .collect();
+            let queries: Vec<Vec<[f32; P]>> = active
+                .iter()
+                .zip(&chunks)
+                .map(|(&i, c)| {
+                    let positions = requests[slots[i].request].positions;
+                    c.iter().map(|&j| positions[j]).collect()
+                })
+                .collect();
+            let inputs: Vec<ModelInput<P, V>> = active
                 .iter()
                 .zip(&queries)
-                .map(|(s, q)| ModelInput {
-                    observed: s,
+                .map(|(&i, q)| ModelInput {
+                    observed: &slots[i].set,
                     queries: q,
                 })
                 .collect();
             let params = self.predict(&inputs)?;
-            let width = dist.head_width();
-            for s in 0..options.samples {
-                for (j, t) in (start..end).enumerate() {
+            for ((&i, chunk), params) in active.iter().zip(&chunks).zip(&params) {
+                let s = &mut slots[i];
+                let req = &requests[s.request];
+                for (j, &idx) in chunk.iter().enumerate() {
                     let v = dist.sample(
-                        &params[s][j * width..(j + 1) * width],
-                        options.temperature,
-                        &mut rngs[s],
+                        &params[j * width..(j + 1) * width],
+                        req.options.temperature,
+                        &mut s.rng,
                     );
-                    let idx = orders[s][t];
-                    out[s][idx] = v;
-                    sets[s].push(positions[idx], v);
+                    out[s.request][s.sample][idx] = v;
+                    s.set.push(req.positions[idx], v);
                 }
+                s.drawn += chunk.len();
             }
         }
         // Hybrid rule: the remaining positions take the mean given the enlarged set.
-        if steps < n {
-            for k in 0..options.samples {
+        for s in &slots {
+            if s.steps < s.order.len() {
+                let positions = requests[s.request].positions;
                 let rest: Vec<[f32; P]> =
-                    orders[k][steps..].iter().map(|&i| positions[i]).collect();
-                let means = self.mean_field(&sets[k], &rest)?;
-                for (&i, m) in orders[k][steps..].iter().zip(means) {
-                    out[k][i] = m;
+                    s.order[s.steps..].iter().map(|&i| positions[i]).collect();
+                let means = self.mean_field(&s.set, &rest)?;
+                for (&i, m) in s.order[s.steps..].iter().zip(means) {
+                    out[s.request][s.sample][i] = m;
                 }
             }
         }

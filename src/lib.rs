@@ -38,7 +38,7 @@ pub mod trainer;
 pub use distribution::{BinnedMixture, OutputDistribution};
 pub use domain::{Domain, DomainConfig, DomainDefaults, SetSizes, Split};
 pub use error::{Error, Result};
-pub use inference::{Marginals, SampleOptions};
+pub use inference::{Marginals, SampleOptions, SampleRequest};
 pub use model::{Model, ModelConfig, ModelInput, Preset};
 pub use signal::{Grid, Observations, SpatialSignal};
 

@@ -417,6 +417,114 @@ fn sampling_is_seeded_and_agrees_with_observations_in_shape() {
         .is_err());
 }
 
+/// Several signals sampled together give what each gives alone: different
+/// observation sets (padding), different grids, hybrid and exact rules,
+/// several values per pass, and an empty request in the middle.
+#[test]
+fn sampling_several_signals_together_matches_one_at_a_time() {
+    use pixel_transformer::{SampleOptions, SampleRequest};
+    let model = fresh(9).model;
+    let (s, _) = probe();
+    let empty = Observations::new();
+    let (fine, coarse): (Vec<[f32; 1]>, Vec<[f32; 1]>) =
+        (Grid::new([12]).positions(), Grid::new([5]).positions());
+    let base = SampleOptions {
+        samples: 2,
+        autoregressive: Some(4),
+        temperature: 0.9,
+        seed: 4,
+        values_per_pass: 1,
+    };
+    let requests = [
+        SampleRequest {
+            observed: &s,
+            positions: &fine,
+            options: base.clone(),
+        },
+        SampleRequest {
+            observed: &empty,
+            positions: &[],
+            options: base.clone(),
+        },
+        SampleRequest {
+            observed: &empty,
+            positions: &coarse,
+            options: SampleOptions {
+                samples: 3,
+                autoregressive: None,
+                seed: 7,
+                ..base.clone()
+            },
+        },
+        SampleRequest {
+            observed: &s,
+            positions: &fine,
+            options: SampleOptions {
+                values_per_pass: 3,
+                seed: 1,
+                ..base.clone()
+            },
+        },
+    ];
+    // The documented algorithm, written out with the
+    // public API: each sample's own stream, order, draws, then means.
+    let reference = |r: &SampleRequest<1, 1>| -> Vec<Vec<[f32; 1]>> {
+        use rand::{seq::SliceRandom, SeedableRng};
+        (0..r.options.samples)
+            .map(|i| {
+                let n = r.positions.len();
+                let mut rng = ChaCha8Rng::seed_from_u64(r.options.seed);
+                rng.set_stream(i as u64);
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut rng);
+                let steps = r.options.autoregressive.unwrap_or(n).min(n);
+                let (mut set, mut out) = (r.observed.clone(), vec![[0.0f32]; n]);
+                for chunk in order[..steps].chunks(r.options.values_per_pass) {
+                    let queries: Vec<[f32; 1]> = chunk.iter().map(|&j| r.positions[j]).collect();
+                    let m = model.marginals(&set, &queries).unwrap();
+                    for (q, &j) in chunk.iter().enumerate() {
+                        out[j] = m.sample(q, r.options.temperature, &mut rng);
+                    }
+                    for &j in chunk {
+                        set.push(r.positions[j], out[j]);
+                    }
+                }
+                let rest: Vec<[f32; 1]> = order[steps..].iter().map(|&j| r.positions[j]).collect();
+                for (&j, m) in order[steps..]
+                    .iter()
+                    .zip(model.mean_field(&set, &rest).unwrap())
+                {
+                    out[j] = m;
+                }
+                out
+            })
+            .collect()
+    };
+    let together = model.sample_many(&requests).unwrap();
+    assert_eq!(together.len(), requests.len());
+    for (r, drawn) in requests.iter().zip(&together) {
+        let alone = reference(r);
+        assert_eq!(
+            (drawn.len(), alone.len()),
+            (r.options.samples, r.options.samples)
+        );
+        for (a, b) in drawn.iter().zip(&alone) {
+            assert_eq!(a.len(), r.positions.len());
+            for (x, y) in a.iter().zip(b) {
+                assert!((x[0] - y[0]).abs() < 1e-4, "{a:?} vs {b:?}");
+            }
+        }
+    }
+    // A bad request anywhere is an error, not a panic.
+    let nan = [[f32::NAN]];
+    let bad = SampleRequest {
+        observed: &s,
+        positions: &nan,
+        options: base,
+    };
+    assert!(model.sample_many(&[requests[0].clone(), bad]).is_err());
+}
+
 #[test]
 fn requests_beyond_the_memory_budget_are_refused_before_allocating() {
     let model = fresh(1).model;
