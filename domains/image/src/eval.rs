@@ -34,7 +34,8 @@ use std::time::Instant;
 use pixel_transformer::kernels::Backend;
 use pixel_transformer::plot::{plot_lines, LineChart, Series};
 use pixel_transformer::{
-    io::write_atomic, Domain, Error, Model, OutputDistribution, Result, SampleOptions, Split,
+    io::write_atomic, Domain, Error, Model, OutputDistribution, Result, SampleOptions,
+    SampleRequest, Split,
 };
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +45,10 @@ use crate::classifier::{Classifier, ClassifierOptions};
 use crate::metrics::{bits_per_dim, psnr, ssim};
 use crate::render::{observe, TEMPERATURE};
 use crate::{nearest_fill, Image, ImageDomain};
+
+/// Test images whose samples share each sampling pass: larger groups keep
+/// the cores busier; the working memory grows with the group.
+const SAMPLE_GROUP: usize = 8;
 
 /// Queries per held-out image of the earlier, generic NLL evaluation
 /// (`pixel_transformer::eval::heldout_metrics`). The image evaluation now
@@ -260,7 +265,8 @@ pub fn evaluate_with<const V: usize, D: Backend, O: OutputDistribution<V>>(
         let (mut mean, mut sample, mut nearest) = (Vec::new(), Vec::new(), Vec::new());
         let mut sums = [[0.0f64; 2]; 3]; // [mean, sample, nearest] × [psnr, ssim]
         let (mut bits, mut bit_count) = (0.0f64, 0usize);
-        for (k, (truth, order)) in truths.iter().zip(&orders).enumerate() {
+        let mut sets = Vec::with_capacity(truths.len());
+        for (truth, order) in truths.iter().zip(&orders) {
             let s = observe(truth, order, n);
             let m = model.marginals(&s, &positions)?;
             for &i in &order[n..] {
@@ -269,19 +275,27 @@ pub fn evaluate_with<const V: usize, D: Backend, O: OutputDistribution<V>>(
             }
             mean.push(Image::new(size, size, m.means())?);
             nearest.push(nearest_fill(&s, size, size)?);
-            if options.samples > 0 {
-                let drawn = model.sample(
-                    &s,
-                    &positions,
-                    &SampleOptions {
+            sets.push(s);
+        }
+        if options.samples > 0 {
+            // Several images share each sampling pass (one seed per image).
+            let requests: Vec<SampleRequest<2, V>> = sets
+                .iter()
+                .enumerate()
+                .map(|(k, s)| SampleRequest {
+                    observed: s,
+                    positions: &positions,
+                    options: SampleOptions {
                         samples: options.samples,
                         autoregressive: Some(options.autoregressive),
                         temperature: TEMPERATURE,
                         seed: seed ^ ((n as u64) << 32 | k as u64),
                         ..SampleOptions::default()
                     },
-                )?;
-                for values in drawn {
+                })
+                .collect();
+            for group in requests.chunks(SAMPLE_GROUP) {
+                for values in model.sample_many(group)?.into_iter().flatten() {
                     sample.push(Image::new(size, size, values)?);
                 }
             }
