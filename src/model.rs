@@ -44,7 +44,10 @@
 //! - The **decoder** has cross-attention and a feed-forward layer but no
 //!   self-attention: each query sees only the encoded samples, so queries are
 //!   independent, can be batched freely, and a prediction does not depend on
-//!   which other queries were asked.
+//!   which other queries were asked. When only a few queries are asked (one
+//!   per pass in autoregressive sampling), inference computes the
+//!   cross-attention in an equal but cheaper order that never projects the
+//!   memory (`few_query_attention`).
 //!
 //! All parameters live in one flat list ([`Model::params`]); the layer structs
 //! below only hold indices into it. That keeps the optimizer, the checkpoint
