@@ -213,8 +213,17 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
 
     /// [`Model::sample`] for several signals at once: every network pass
     /// advances all their samples together, one batch item each, which keeps
-    /// the cores busier than one signal at a time. `result[i]` is what
-    /// `sample` returns for `requests[i]` (up to float rounding).
+    /// the cores busier than one signal at a time. `result[i]` follows the
+    /// same algorithm and random streams as `sample` for `requests[i]`; the
+    /// values match unless float rounding (sets of other sizes in the same
+    /// batch are padded) tips a draw into another bin, after which that
+    /// sample goes its own way.
+    ///
+    /// All samples of all requests form one batch per pass, so its working
+    /// memory grows with their number and with the largest set: pass a few
+    /// signals at a time (the image evaluation passes 8). A batch beyond the
+    /// memory budget is refused before anything is allocated, as for any
+    /// pass. An invalid temperature is an error even when nothing is drawn.
     ///
     /// ```
     /// use pixel_transformer::deps::dfdx::prelude::Cpu;

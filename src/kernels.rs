@@ -241,6 +241,7 @@ fn with_output_gradient<S: Shape, R>(
 ) -> Result<R, CpuError> {
     let slot: &mut Vec<f32> = grads.get_or_alloc_mut(out)?;
     let dy = std::mem::take(slot);
+    debug_assert!(!dy.is_empty(), "an output's gradient was already lent");
     let result = f(grads, &dy);
     let slot: &mut Vec<f32> = grads.get_or_alloc_mut(out)?;
     *slot = dy;
@@ -283,6 +284,7 @@ fn for_rows(data: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync
 
 /// `dst += src`, in parallel when large (gradients of whole activations).
 fn accumulate(dst: &mut [f32], src: &[f32]) {
+    debug_assert_eq!(dst.len(), src.len());
     let add = |(d, s): (&mut [f32], &[f32])| d.iter_mut().zip(s).for_each(|(d, s)| *d += s);
     if dst.len() >= PARALLEL_MIN {
         dst.par_chunks_mut(PARALLEL_MIN / 4)
@@ -1055,11 +1057,17 @@ fn normalise_row(r: &mut [f32], affine: Option<(&[f32], &[f32])>, eps: f32) -> f
 
 /// `x · gain + shift` for each `gain`-sized row of `x`.
 fn scale_shift_rows(x: &mut [f32], gain: &[f32], shift: &[f32]) {
-    with_wide_simd!(for_rows(x, gain.len(), |_, r| {
+    // The dispatch goes inside the row closure: rayon runs it on other
+    // threads, outside any function compiled for wide registers.
+    for_rows(x, gain.len(), |_, r| scale_shift_row(r, gain, shift));
+}
+
+fn scale_shift_row(r: &mut [f32], gain: &[f32], shift: &[f32]) {
+    with_wide_simd!({
         for ((x, g), s) in r.iter_mut().zip(gain).zip(shift) {
             *x = *x * g + s;
         }
-    }))
+    })
 }
 
 #[cfg(test)]

@@ -517,6 +517,11 @@ fn sampling_several_signals_together_matches_one_at_a_time() {
     }
     // A bad request anywhere is an error, not a panic.
     let nan = [[f32::NAN]];
+    let cold = SampleOptions {
+        temperature: 0.0,
+        ..base.clone()
+    };
+    assert!(model.sample(&s, &[], &cold).is_err());
     let bad = SampleRequest {
         observed: &s,
         positions: &nan,
