@@ -241,7 +241,11 @@ fn with_output_gradient<S: Shape, R>(
 ) -> Result<R, CpuError> {
     let slot: &mut Vec<f32> = grads.get_or_alloc_mut(out)?;
     let dy = std::mem::take(slot);
-    debug_assert!(!dy.is_empty(), "an output's gradient was already lent");
+    debug_assert_eq!(
+        dy.len(),
+        out.shape().num_elements(),
+        "an output's gradient was already lent"
+    );
     let result = f(grads, &dy);
     let slot: &mut Vec<f32> = grads.get_or_alloc_mut(out)?;
     *slot = dy;
@@ -938,14 +942,14 @@ fn softmax_backward_rows(ds: &mut [f32], p: &[f32], width: usize, scale: f32) {
 fn softmax_backward_rows_inline(ds: &mut [f32], p: &[f32], width: usize, scale: f32) {
     let w = width.max(1);
     for (r, pr) in ds.chunks_exact_mut(w).zip(p.chunks_exact(w)) {
-        let mut lanes = [0.0f32; 16];
-        let chunks = r.chunks_exact(16).zip(pr.chunks_exact(16));
+        let mut lanes = [0.0f32; LANES];
+        let chunks = r.chunks_exact(LANES).zip(pr.chunks_exact(LANES));
         for (a, b) in chunks {
-            for l in 0..16 {
+            for l in 0..LANES {
                 lanes[l] += a[l] * b[l];
             }
         }
-        let tail = r.len() / 16 * 16;
+        let tail = r.len() / LANES * LANES;
         let dot = lanes.iter().sum::<f32>()
             + r[tail..]
                 .iter()
