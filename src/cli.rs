@@ -71,7 +71,9 @@ pub struct CommonArgs {
 /// Subcommands.
 #[derive(Debug, Clone, Subcommand)]
 pub enum Command {
-    /// Train a model (from scratch, or continue with --resume).
+    /// Train a model: from scratch, from the weights of --checkpoint
+    /// (fine-tuning, with a fresh optimizer and schedule), or continue a run
+    /// with --resume.
     Train {
         /// Continue the run whose checkpoint is in --out (or --checkpoint).
         #[arg(long)]
@@ -242,14 +244,67 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     }
     let distribution = fit_distribution(domain, bins, d.sigma_floor, common.seed)?;
     let model = Model::new(config, distribution, common.seed, device)?;
-    let settings = TrainSettings {
+    Ok(TrainState::new(model, fresh_settings(domain, common)))
+}
+
+/// The settings of a new run: the domain's defaults, overridden by the
+/// command line.
+fn fresh_settings<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    domain: &Dm,
+    common: &CommonArgs,
+) -> TrainSettings {
+    let d = domain.defaults();
+    TrainSettings {
         seed: common.seed,
         batch_size: common.batch_size.unwrap_or(d.batch_size),
         learning_rate: common.lr.unwrap_or(d.learning_rate),
         sets: d.sets,
         cosine_decay_steps: (!common.constant_lr).then(|| common.steps.unwrap_or(d.steps)),
-    };
-    Ok(TrainState::new(model, settings))
+    }
+}
+
+/// A new run that starts from the weights (and output bins) of the
+/// checkpoint in `source`: fine-tuning. The optimizer, step count and
+/// learning-rate schedule start afresh, and the data come from `domain`
+/// (the command line's), so a model can be trained further on other data
+/// or with other settings; the architecture is the checkpoint's.
+fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    domain: &Dm,
+    common: &CommonArgs,
+    source: &Path,
+    device: &D,
+) -> anyhow::Result<TrainState<P, V, D, BinnedMixture>> {
+    if common.preset.is_some() || common.bins.is_some() {
+        bail!(
+            "--preset and --bins cannot change a model that starts from the weights in {}; \
+             leave them out (the architecture and bins are the checkpoint's)",
+            source.display()
+        );
+    }
+    let loaded = checkpoint::load::<P, V, D, BinnedMixture>(source, Dm::NAME, device)
+        .with_context(|| format!("cannot start from the weights in {}", source.display()))?;
+    eprintln!(
+        "starting from the weights of {} (trained {} steps), with a fresh optimizer",
+        checkpoint::checkpoint_file(source).display(),
+        loaded.meta.step
+    );
+    Ok(TrainState::new(
+        loaded.model,
+        fresh_settings(domain, common),
+    ))
+}
+
+/// Whether two checkpoint folders are the same one on disk (so writing one
+/// would replace the other), however their paths are spelled.
+fn same_checkpoint(a: &Path, b: &Path) -> bool {
+    let (a, b) = (
+        checkpoint::checkpoint_file(a),
+        checkpoint::checkpoint_file(b),
+    );
+    match (std::fs::canonicalize(&a), std::fs::canonicalize(&b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
@@ -304,6 +359,16 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                     domain,
                     TrainState::from_checkpoint(&existing, loaded).with_context(cannot)?,
                 )
+            } else if let Some(source) = &checkpoint {
+                if same_checkpoint(source, &out_dir) {
+                    bail!(
+                        "training from the weights in {} would overwrite them; choose another \
+                         --out, or continue that run with `train --resume`",
+                        source.display()
+                    );
+                }
+                let state = fine_tune_state(&cli_domain, common, source, &device)?;
+                (cli_domain, state)
             } else {
                 let state = fresh_state(&cli_domain, common, &device)?;
                 (cli_domain, state)
@@ -332,7 +397,7 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
             let source = checkpoint
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("export needs --checkpoint DIR"))?;
-            if checkpoint::checkpoint_file(&source) == checkpoint::checkpoint_file(&out_dir) {
+            if same_checkpoint(&source, &out_dir) {
                 bail!("export would overwrite its source; choose another --out");
             }
             let loaded = checkpoint::load::<P, V, D, BinnedMixture>(&source, Dm::NAME, &device)?;

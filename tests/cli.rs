@@ -157,3 +157,72 @@ fn cuda_without_the_feature_says_how_to_build_it() {
     let err = format!("{:#}", run(&["eval", "--device", "cuda"]).unwrap_err());
     assert!(err.contains("--features cuda"), "{err}");
 }
+
+#[test]
+fn training_can_start_from_the_weights_of_another_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (base, frozen, tuned) = (path("base"), path("frozen"), path("tuned"));
+    let tiny = ["--preset", "tiny", "--batch-size", "4", "--quiet"];
+    run(&[&["train", "--steps", "6", "--out", &base][..], &tiny].concat()).unwrap();
+
+    let requests = dir.path().join("requests.jsonl");
+    std::fs::write(
+        &requests,
+        "{\"positions\": [[0.5], [-0.2]], \"values\": [[1.0], [0.1]], \"queries\": [[0.0], [0.7]]}\n",
+    )
+    .unwrap();
+    let answers = |checkpoint: &str| {
+        let file = dir.path().join("answers.jsonl");
+        let (input, output) = (requests.to_str().unwrap(), file.to_str().unwrap());
+        run(&[
+            "predict",
+            "--checkpoint",
+            checkpoint,
+            "--input",
+            input,
+            "--output",
+            output,
+        ])
+        .unwrap();
+        std::fs::read_to_string(file).unwrap()
+    };
+
+    // With a learning rate of zero the weights cannot move, so the new run
+    // predicts exactly what its source does; a fresh model of another seed
+    // (what a run that ignored --checkpoint would be) predicts otherwise.
+    let from_base = [
+        "train",
+        "--checkpoint",
+        &base,
+        "--seed",
+        "5",
+        "--steps",
+        "2",
+    ];
+    run(&[&from_base[..], &["--lr", "0", "--out", &frozen, "--quiet"]].concat()).unwrap();
+    assert_eq!(answers(&frozen), answers(&base));
+    let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&frozen)).unwrap();
+    assert_eq!((meta.step, meta.has_optimizer), (2, true));
+
+    run(&[&from_base[..], &["--out", &tuned, "--quiet"]].concat()).unwrap();
+    assert_ne!(answers(&tuned), answers(&base));
+
+    // The architecture is the checkpoint's; a run may not replace its source.
+    let err = format!(
+        "{:#}",
+        run(&[&from_base[..], &["--preset", "small", "--out", &path("x")]].concat()).unwrap_err()
+    );
+    assert!(err.contains("--preset") && err.contains("base"), "{err}");
+    let err = format!(
+        "{:#}",
+        run(&[&from_base[..], &["--overwrite", "--out", &base]].concat()).unwrap_err()
+    );
+    assert!(err.contains("overwrite"), "{err}");
+    let missing = path("missing");
+    let err = format!(
+        "{:#}",
+        run(&["train", "--checkpoint", &missing, "--out", &path("y")]).unwrap_err()
+    );
+    assert!(err.contains("missing"), "{err}");
+}

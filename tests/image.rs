@@ -224,6 +224,7 @@ fn a_tiny_model_learns_mnist_beyond_the_untrained_model_and_the_mean_value() {
         data: None,
         size: 28,
         channels: 1,
+        augment: false,
     })
     .unwrap();
     let seed = 3;

@@ -42,4 +42,5 @@ fn apply(args: &mut ImageArgs, config: &ImageConfig) {
     args.data = config.data.clone();
     args.size = Some(config.size);
     args.grey = config.channels == 1;
+    args.augment = config.augment;
 }

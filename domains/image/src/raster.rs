@@ -15,11 +15,35 @@ use pixel_transformer::{Error, Grid, Result, SpatialSignal};
 /// Positions beyond the outermost centres take the border value (clamping),
 /// so the half-pixel rim of `[-1, 1]²` repeats the edge pixels rather than
 /// fading to black.
+///
+/// A training image drawn with augmentation (`--augment`) also carries a
+/// small affine map that [`SpatialSignal::value_at`] applies to the
+/// position before sampling: the signal is the stored raster, slightly
+/// shifted, scaled and rotated. [`Image::pixels`] is always the stored
+/// raster.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Image<const V: usize> {
     width: usize,
     height: usize,
     pixels: Vec<[f32; V]>,
+    warp: Option<Warp>,
+}
+
+/// An affine map of positions, `p ↦ matrix · p + offset`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Warp {
+    pub(crate) matrix: [[f32; 2]; 2],
+    pub(crate) offset: [f32; 2],
+}
+
+impl Warp {
+    fn apply(&self, [x, y]: [f32; 2]) -> [f32; 2] {
+        let [[a, b], [c, d]] = self.matrix;
+        [
+            a * x + b * y + self.offset[0],
+            c * x + d * y + self.offset[1],
+        ]
+    }
 }
 
 impl<const V: usize> Image<V> {
@@ -45,7 +69,16 @@ impl<const V: usize> Image<V> {
             width,
             height,
             pixels,
+            warp: None,
         })
+    }
+
+    /// The same raster, read through `warp` (see the type's documentation).
+    pub(crate) fn warped(self, warp: Warp) -> Self {
+        Self {
+            warp: Some(warp),
+            ..self
+        }
     }
 
     /// An image of one colour.
@@ -129,6 +162,7 @@ impl<const V: usize> Image<V> {
                 .iter()
                 .map(|p| convert_channels::<W>(p))
                 .collect(),
+            warp: self.warp,
         }
     }
 }
@@ -168,6 +202,10 @@ impl<const V: usize> SpatialSignal<2, V> for Image<V> {
     fn value_at(&self, position: [f32; 2]) -> [f32; V] {
         // NaN coordinates would otherwise index pixel 0 silently; the core
         // validates positions, but a signal must not panic either way.
+        let position = match &self.warp {
+            Some(w) => w.apply(position),
+            None => position,
+        };
         let [x, y] = position.map(|c| if c.is_finite() { c } else { 0.0 });
         let (x0, x1, tx) = axis_weights(x, self.width);
         let (y0, y1, ty) = axis_weights(y, self.height);
@@ -201,6 +239,30 @@ mod tests {
         }
         // Explicit convention check: column 2, row 1 of a 4 × 3 image.
         assert_eq!(img.value_at([0.25, 0.0]), [12.0]);
+    }
+
+    #[test]
+    fn a_warped_image_reads_its_raster_through_the_warp() {
+        // Shift right by one column (2/4 in x) and swap nothing else: pixel
+        // (column i, row j) of the warped image shows column i + 1.
+        let shifted = ramp().warped(Warp {
+            matrix: [[1.0, 0.0], [0.0, 1.0]],
+            offset: [0.5, 0.0],
+        });
+        assert_eq!(shifted.value_at([-0.25, 0.0]), [12.0]);
+        assert_eq!(shifted.pixels(), ramp().pixels());
+        // A half turn about the centre reads the opposite pixel.
+        let turned = ramp().warped(Warp {
+            matrix: [[-1.0, 0.0], [0.0, -1.0]],
+            offset: [0.0, 0.0],
+        });
+        let (grid, img) = (ramp().grid(), ramp());
+        for i in 0..12 {
+            let v = turned.value_at(grid.position(i))[0];
+            assert!((v - img.pixels()[11 - i][0]).abs() < 1e-5, "pixel {i}: {v}");
+        }
+        // Converting channels keeps the warp.
+        assert_eq!(shifted.to_channels::<3>().value_at([-0.25, 0.0]), [12.0; 3]);
     }
 
     #[test]

@@ -13,6 +13,7 @@ fn digits(split: Split, n: usize) -> (Vec<Image<1>>, Vec<u8>) {
         data: None,
         size: 28,
         channels: 1,
+        augment: false,
     })
     .unwrap();
     let images = (0..n).map(|i| domain.image(split, i).unwrap()).collect();

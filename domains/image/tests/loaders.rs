@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::{Domain, Error, SpatialSignal, Split};
+use pixel_transformer::{Domain, Error, Grid, SpatialSignal, Split};
 use pixel_transformer_image::deps::{flate2, image};
 use pixel_transformer_image::{
     cifar, folder, load, mnist, DatasetKind, Image, ImageArgs, ImageConfig, ImageDomain,
@@ -376,6 +376,7 @@ fn config(
         data,
         size,
         channels,
+        augment: false,
     }
 }
 
@@ -402,6 +403,48 @@ fn the_domain_draws_seeded_images_from_either_split() {
     assert_eq!((img.width(), img.height()), (14, 14));
     assert!(img.pixels().iter().all(|p| p[0] == p[1] && p[1] == p[2]));
     assert_eq!(small.defaults().bins, 512);
+}
+
+#[test]
+fn augmentation_distorts_training_images_only_and_is_seeded() {
+    let plain = ImageDomain::<1>::new(config(DatasetKind::Mnist, None, 28, 1)).unwrap();
+    let augmented = ImageDomain::<1>::new(ImageConfig {
+        augment: true,
+        ..config(DatasetKind::Mnist, None, 28, 1)
+    })
+    .unwrap();
+    let draw = |d: &ImageDomain<1>, split, seed| {
+        d.draw_signal(split, &mut ChaCha8Rng::seed_from_u64(seed))
+    };
+    let centres = Grid::new([28, 28]).positions();
+    let read = |img: &Image<1>| {
+        centres
+            .iter()
+            .map(|p| img.value_at(*p)[0])
+            .collect::<Vec<_>>()
+    };
+    for seed in 0..5 {
+        // Test images are never distorted.
+        assert_eq!(
+            read(&draw(&augmented, Split::Test, seed)),
+            read(&draw(&plain, Split::Test, seed))
+        );
+        // Training images are the same digit, read through a small distortion:
+        // different values at the pixel centres, about as much ink.
+        let (a, p) = (
+            draw(&augmented, Split::Train, seed),
+            draw(&plain, Split::Train, seed),
+        );
+        assert_eq!(a.pixels(), p.pixels());
+        let (ra, rp) = (read(&a), read(&p));
+        assert_ne!(ra, rp);
+        let (ink_a, ink_p) = (ra.iter().sum::<f32>(), rp.iter().sum::<f32>());
+        assert!((ink_a / ink_p - 1.0).abs() < 0.35, "{ink_a} vs {ink_p}");
+        assert_eq!(read(&draw(&augmented, Split::Train, seed)), ra);
+    }
+    // Checkpoints written before augmentation existed load without it.
+    let old = r#"{"dataset": "mnist", "data": null, "size": 28, "channels": 1}"#;
+    assert!(!serde_json::from_str::<ImageConfig>(old).unwrap().augment);
 }
 
 #[test]
@@ -449,6 +492,7 @@ fn bad_options_are_errors_and_configs_round_trip() {
         data: None,
         size: None,
         grey: false,
+        augment: false,
         eval_images: None,
         eval_samples: None,
         eval_autoregressive: None,
