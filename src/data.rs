@@ -30,7 +30,8 @@ pub fn draw_set_size(min: usize, max: usize, rng: &mut impl Rng) -> usize {
     n.saturating_sub(shift).clamp(lo, hi)
 }
 
-/// Draws one example from a fresh signal of `split`, at continuous positions.
+/// Draws one example from a fresh signal of `split`, at continuous positions:
+/// observations uniform, queries where [`Domain::draw_query`] puts them.
 pub fn draw_example<const P: usize, const V: usize, Dm: Domain<P, V>>(
     domain: &Dm,
     split: Split,
@@ -45,7 +46,9 @@ pub fn draw_example<const P: usize, const V: usize, Dm: Domain<P, V>>(
         let v = domain.observe(&signal, x, rng);
         observed.push(x, v);
     }
-    let queries: Vec<[f32; P]> = (0..sizes.queries).map(|_| random_position(rng)).collect();
+    let queries: Vec<[f32; P]> = (0..sizes.queries)
+        .map(|_| domain.draw_query(&signal, rng))
+        .collect();
     let targets = queries
         .iter()
         .map(|&x| domain.observe(&signal, x, rng))

@@ -99,6 +99,18 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
         signal.value_at(position)
     }
 
+    /// Where a training (and held-out) query of `signal` is placed; the
+    /// default is uniform over `[-1, 1]^P`, like the observations.
+    ///
+    /// The model learns the value's distribution *given* its position, so
+    /// moving queries changes which positions the loss weighs, not what the
+    /// model should predict at a position. Override to spend the loss where
+    /// predictions matter most: the SDF domain puts part of its queries near
+    /// the surface, where occupancy is decided.
+    fn draw_query(&self, _signal: &Self::Signal, rng: &mut ChaCha8Rng) -> [f32; P] {
+        crate::signal::random_position(rng)
+    }
+
     /// The dense grid on which mean fields and samples are computed.
     fn grid(&self) -> Grid<P>;
 

@@ -71,7 +71,7 @@ pub enum DatasetKind {
 }
 
 /// The SDF domain's settings, stored in checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SdfConfig {
     /// Which shapes.
     pub dataset: DatasetKind,
@@ -79,6 +79,11 @@ pub struct SdfConfig {
     pub data: Option<PathBuf>,
     /// Samples per axis of the grids meshes are extracted from.
     pub resolution: usize,
+    /// Share of training queries placed near the surface ([`SURFACE_JITTER`])
+    /// instead of uniformly in the cube. (Absent in checkpoints written
+    /// before it existed: 0.)
+    #[serde(default)]
+    pub surface_queries: f32,
 }
 
 #[typetag::serde(name = "sdf")]
@@ -103,6 +108,10 @@ pub struct SdfArgs {
     /// Grid samples per axis for meshes and the mean field.
     #[arg(long, global = true, default_value_t = 32)]
     pub resolution: usize,
+    /// Training: share of the queries placed near the surface (the rest
+    /// uniform in the cube), where the occupancy and the mesh are decided.
+    #[arg(long, global = true, default_value_t = DEFAULT_SURFACE_QUERIES)]
+    pub surface_queries: f32,
     /// Held-out shapes the evaluation measures (the benchmark uses 100).
     #[arg(long, global = true, default_value_t = 20)]
     pub eval_shapes: usize,
@@ -169,9 +178,23 @@ pub struct SdfDomain {
 /// Largest accepted mesh resolution (a 128³ mean field is 2 million queries).
 pub const MAX_RESOLUTION: usize = 128;
 
+/// Default share of training queries placed near the surface.
+pub const DEFAULT_SURFACE_QUERIES: f32 = 0.5;
+
+/// Standard deviation, in normalised units (the cube is 2 wide), of the
+/// offset of a near-surface query from the surface: about half a cell of
+/// the default 32³ mesh grid.
+pub const SURFACE_JITTER: f32 = 0.03;
+
 impl SdfDomain {
     /// Builds the domain `config` describes (loading the grids for `npy`).
     pub fn new(config: SdfConfig) -> Result<Self> {
+        if !(0.0..=1.0).contains(&config.surface_queries) {
+            return Err(Error::invalid(format!(
+                "--surface-queries is a share of the queries, between 0 and 1; got {}",
+                config.surface_queries
+            )));
+        }
         if !(8..=MAX_RESOLUTION).contains(&config.resolution) {
             return Err(Error::invalid(format!(
                 "--resolution must be between 8 and {MAX_RESOLUTION}, got {}",
@@ -269,6 +292,34 @@ fn load_folder(dir: &Path) -> Result<(Grids, Grids)> {
     Ok((load(&train)?, load(&test)?))
 }
 
+/// A point near the surface of `signal`: `start` moved along the field's
+/// gradient by its distance (onto the zero level set, for an exact signed
+/// distance), then offset by Gaussian noise of [`SURFACE_JITTER`] per axis.
+fn near_surface(signal: &SdfSignal, start: [f32; 3], rng: &mut ChaCha8Rng) -> [f32; 3] {
+    const H: f32 = 1e-3;
+    let at = |p: [f32; 3]| signal.value_at(p)[0];
+    let distance = at(start);
+    let gradient: [f32; 3] = std::array::from_fn(|k| {
+        let (mut a, mut b) = (start, start);
+        a[k] += H;
+        b[k] -= H;
+        (at(a) - at(b)) / (2.0 * H)
+    });
+    let norm = gradient.iter().map(|g| g * g).sum::<f32>().sqrt();
+    let step = if norm > 1e-6 { distance / norm } else { 0.0 };
+    std::array::from_fn(|k| {
+        let noise = SURFACE_JITTER * standard_normal(rng);
+        (start[k] - step * gradient[k] / norm.max(1e-6) + noise).clamp(-1.0, 1.0)
+    })
+}
+
+/// A standard normal draw (Box–Muller).
+fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
+    let u: f32 = 1.0 - rng.gen::<f32>();
+    let v: f32 = rng.gen();
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
 impl Domain<3, 1> for SdfDomain {
     type Signal = SdfSignal;
     type Args = SdfArgs;
@@ -287,6 +338,7 @@ impl Domain<3, 1> for SdfDomain {
                 .as_ref()
                 .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
             resolution: args.resolution,
+            surface_queries: args.surface_queries,
         })
     }
 
@@ -313,6 +365,14 @@ impl Domain<3, 1> for SdfDomain {
                 SdfSignal::Grid(test[rng.gen_range(0..test.len())].clone())
             }
         }
+    }
+
+    fn draw_query(&self, signal: &SdfSignal, rng: &mut ChaCha8Rng) -> [f32; 3] {
+        let uniform = pixel_transformer::signal::random_position(rng);
+        if rng.gen::<f32>() >= self.config.surface_queries {
+            return uniform;
+        }
+        near_surface(signal, uniform, rng)
     }
 
     fn grid(&self) -> Grid<3> {

@@ -21,6 +21,7 @@ fn chairs(resolution: usize) -> SdfDomain {
         dataset: DatasetKind::Chairs,
         data: None,
         resolution,
+        surface_queries: 0.5,
     })
     .unwrap();
     d.work.render_shapes = 1;
@@ -108,6 +109,7 @@ fn npy_domain(dir: &Path) -> pixel_transformer::Result<SdfDomain> {
         dataset: DatasetKind::Npy,
         data: Some(dir.to_path_buf()),
         resolution: 16,
+        surface_queries: 0.5,
     })
 }
 
@@ -145,4 +147,44 @@ fn npy_folders_load_as_train_and_test_splits() {
         other => panic!("expected a Malformed error, got {other:?}"),
     }
     assert!(npy_domain(&dir.path().join("missing")).is_err());
+}
+
+#[test]
+fn surface_queries_lie_near_the_surface() {
+    let with_share = |share: f32| {
+        SdfDomain::new(SdfConfig {
+            surface_queries: share,
+            ..chairs(16).settings().clone()
+        })
+    };
+    let median_distance = |share: f32| {
+        let d = with_share(share).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let chair = d.draw_signal(Split::Train, &mut rng);
+        let mut distances: Vec<f32> = (0..1000)
+            .map(|_| {
+                let q = d.draw_query(&chair, &mut rng);
+                assert!(q.iter().all(|c| (-1.0..=1.0).contains(c)), "{q:?}");
+                pixel_transformer::SpatialSignal::value_at(&chair, q)[0].abs()
+            })
+            .collect();
+        distances.sort_by(f32::total_cmp);
+        distances[500]
+    };
+    let (surface, half, uniform) = (
+        median_distance(1.0),
+        median_distance(0.5),
+        median_distance(0.0),
+    );
+    // The jitter is 0.03 per axis, so a typical query is about 0.02 off the surface.
+    assert!(surface < 0.04, "{surface}");
+    assert!(uniform > 0.15, "{uniform}");
+    assert!(
+        surface < half && half < uniform,
+        "{surface} {half} {uniform}"
+    );
+    for bad in [-0.1, 1.5, f32::NAN] {
+        let err = with_share(bad).unwrap_err().to_string();
+        assert!(err.contains("--surface-queries"), "{err}");
+    }
 }
