@@ -294,6 +294,42 @@ fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     ))
 }
 
+/// The main job trains into `--out` without asking, so that it can be run
+/// again and again; but it replaces a run there only if it would write the
+/// same run again (same domain settings, architecture, training settings and
+/// length). A longer `train` run in the same folder is never lost to it.
+fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    out_dir: &Path,
+    domain: &Dm,
+    common: &CommonArgs,
+    steps: u64,
+) -> anyhow::Result<()> {
+    let file = checkpoint::checkpoint_file(out_dir);
+    if !file.exists() {
+        return Ok(());
+    }
+    let keep = |why: String| {
+        anyhow::anyhow!(
+            "{} holds another run ({why}), which the main job would replace; to draw its \
+             pictures and evaluation, add `--checkpoint {}`; to train the main job's model, \
+             choose another --out (or delete that run)",
+            file.display(),
+            out_dir.display()
+        )
+    };
+    let meta = checkpoint::read_meta(out_dir).map_err(|e| keep(format!("unreadable: {e}")))?;
+    let preset = common.preset.unwrap_or(domain.defaults().preset).config();
+    let same_domain =
+        serde_json::to_value(&meta.domain).ok() == serde_json::to_value(domain.config()).ok();
+    if meta.step != steps {
+        return Err(keep(format!("{} steps, not {steps}", meta.step)));
+    }
+    if !same_domain || meta.model != preset || meta.training != fresh_settings(domain, common) {
+        return Err(keep("other settings".into()));
+    }
+    Ok(())
+}
+
 /// Whether two checkpoint folders are the same one on disk (so writing one
 /// would replace the other), however their paths are spelled.
 fn same_checkpoint(a: &Path, b: &Path) -> bool {
@@ -453,8 +489,9 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
             let (domain, model) = match &checkpoint {
                 Some(path) => load_model::<P, V, Dm, D>(path, &device)?,
                 None => {
-                    let mut state = fresh_state(&cli_domain, common, &device)?;
                     let steps = common.steps.unwrap_or(cli_domain.defaults().steps);
+                    check_main_job_may_replace(&out_dir, &cli_domain, common, steps)?;
+                    let mut state = fresh_state(&cli_domain, common, &device)?;
                     let mut options = TrainOptions::new(steps, &out_dir);
                     options.progress = !common.quiet;
                     train_and_report(&cli_domain, &mut state, &options)?;

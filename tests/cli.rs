@@ -226,3 +226,52 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
     );
     assert!(err.contains("missing"), "{err}");
 }
+
+#[test]
+fn the_main_job_replaces_only_a_run_it_would_write_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    let main_job = [
+        "--preset",
+        "tiny",
+        "--steps",
+        "3",
+        "--batch-size",
+        "4",
+        "--quiet",
+    ];
+    let main_job = [&main_job[..], &["--out", out]].concat();
+    // Run twice: the second run replaces the first, which it reproduces.
+    run(&main_job).unwrap();
+    run(&main_job).unwrap();
+    assert!(dir.path().join("samples.png").exists());
+    // A longer run trained there is kept, and the error says how to use it.
+    let train = [
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "5",
+        "--batch-size",
+        "4",
+    ];
+    run(&[&train[..], &["--overwrite", "--out", out, "--quiet"]].concat()).unwrap();
+    let err = format!("{:#}", run(&main_job).unwrap_err());
+    assert!(
+        err.contains("5 steps") && err.contains("--checkpoint"),
+        "{err}"
+    );
+    assert_eq!(
+        pixel_transformer::checkpoint::read_meta(dir.path())
+            .unwrap()
+            .step,
+        5
+    );
+    // So is a run of the same length with other settings.
+    let other_lr = [&train[..4], &["3", "--batch-size", "4", "--lr", "0.01"]].concat();
+    run(&[&other_lr[..], &["--overwrite", "--out", out, "--quiet"]].concat()).unwrap();
+    let err = format!("{:#}", run(&main_job).unwrap_err());
+    assert!(err.contains("other settings"), "{err}");
+    // With --checkpoint the main job only reads it.
+    run(&[&main_job[..], &["--checkpoint", out]].concat()).unwrap();
+}
