@@ -295,37 +295,47 @@ fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
 }
 
 /// The main job trains into `--out` without asking, so that it can be run
-/// again and again; but it replaces a run there only if it would write the
-/// same run again (same domain settings, architecture, training settings and
-/// length). A longer `train` run in the same folder is never lost to it.
-fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>>(
+/// again and again; but it replaces a run there only if it is the same run
+/// (same domain settings, architecture, bins and training settings, and no
+/// longer than `steps`: an interrupted main job may be started over). A
+/// longer or different `train` run in the same folder is never lost to it.
+fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
     out_dir: &Path,
     domain: &Dm,
-    common: &CommonArgs,
+    fresh: &TrainState<P, V, D, BinnedMixture>,
     steps: u64,
 ) -> anyhow::Result<()> {
     let file = checkpoint::checkpoint_file(out_dir);
     if !file.exists() {
         return Ok(());
     }
-    let keep = |why: String| {
+    let refuse = |why: String| {
         anyhow::anyhow!(
             "{} holds another run ({why}), which the main job would replace; to draw its \
-             pictures and evaluation, add `--checkpoint {}`; to train the main job's model, \
-             choose another --out (or delete that run)",
+             pictures and evaluation, add `--checkpoint {}`; to continue it, use `train \
+             --resume --out {}`; to train the main job's model, choose another --out (or \
+             delete that run)",
             file.display(),
+            out_dir.display(),
             out_dir.display()
         )
     };
-    let meta = checkpoint::read_meta(out_dir).map_err(|e| keep(format!("unreadable: {e}")))?;
-    let preset = common.preset.unwrap_or(domain.defaults().preset).config();
-    let same_domain =
-        serde_json::to_value(&meta.domain).ok() == serde_json::to_value(domain.config()).ok();
-    if meta.step != steps {
-        return Err(keep(format!("{} steps, not {steps}", meta.step)));
+    let meta = checkpoint::read_meta(out_dir).map_err(|e| refuse(format!("unreadable: {e}")))?;
+    // A value that does not serialise counts as different.
+    let same_json = |a: serde_json::Result<serde_json::Value>, b: serde_json::Result<_>| matches!((a, b), (Ok(a), Ok(b)) if a == b);
+    if meta.step > steps {
+        return Err(refuse(format!("{} steps, more than {steps}", meta.step)));
     }
-    if !same_domain || meta.model != preset || meta.training != fresh_settings(domain, common) {
-        return Err(keep("other settings".into()));
+    let same = same_json(
+        serde_json::to_value(&meta.domain),
+        serde_json::to_value(domain.config()),
+    ) && same_json(
+        Ok(meta.distribution.clone()),
+        serde_json::to_value(fresh.model.distribution()),
+    ) && meta.model == *fresh.model.config()
+        && meta.training == fresh.settings;
+    if !same {
+        return Err(refuse("other settings".into()));
     }
     Ok(())
 }
@@ -378,6 +388,15 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
             reschedule,
             overwrite,
         }) => {
+            if let Some(source) = checkpoint.as_ref().filter(|_| !*resume) {
+                if same_checkpoint(source, &out_dir) {
+                    bail!(
+                        "training from the weights in {} would overwrite them; choose another \
+                         --out, or continue that run with `train --resume`",
+                        source.display()
+                    );
+                }
+            }
             if !*resume && !*overwrite && checkpoint::checkpoint_file(&out_dir).exists() {
                 bail!(
                     "{} already holds a training run; continue it with `train --resume`, \
@@ -396,13 +415,6 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                     TrainState::from_checkpoint(&existing, loaded).with_context(cannot)?,
                 )
             } else if let Some(source) = &checkpoint {
-                if same_checkpoint(source, &out_dir) {
-                    bail!(
-                        "training from the weights in {} would overwrite them; choose another \
-                         --out, or continue that run with `train --resume`",
-                        source.display()
-                    );
-                }
                 let state = fine_tune_state(&cli_domain, common, source, &device)?;
                 (cli_domain, state)
             } else {
@@ -490,8 +502,8 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                 Some(path) => load_model::<P, V, Dm, D>(path, &device)?,
                 None => {
                     let steps = common.steps.unwrap_or(cli_domain.defaults().steps);
-                    check_main_job_may_replace(&out_dir, &cli_domain, common, steps)?;
                     let mut state = fresh_state(&cli_domain, common, &device)?;
+                    check_main_job_may_replace(&out_dir, &cli_domain, &state, steps)?;
                     let mut options = TrainOptions::new(steps, &out_dir);
                     options.progress = !common.quiet;
                     train_and_report(&cli_domain, &mut state, &options)?;

@@ -218,7 +218,7 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
         "{:#}",
         run(&[&from_base[..], &["--overwrite", "--out", &base]].concat()).unwrap_err()
     );
-    assert!(err.contains("overwrite"), "{err}");
+    assert!(err.contains("would overwrite them"), "{err}");
     let missing = path("missing");
     let err = format!(
         "{:#}",
@@ -231,47 +231,44 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
 fn the_main_job_replaces_only_a_run_it_would_write_again() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let main_job = [
+    let meta = || pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let tiny = [
         "--preset",
         "tiny",
-        "--steps",
-        "3",
         "--batch-size",
         "4",
         "--quiet",
+        "--out",
+        out,
     ];
-    let main_job = [&main_job[..], &["--out", out]].concat();
-    // Run twice: the second run replaces the first, which it reproduces.
+    let main_job = [&tiny[..], &["--steps", "3"]].concat();
+    // Run twice: the second run replaces the first (which it reproduces).
     run(&main_job).unwrap();
+    std::fs::remove_file(dir.path().join("samples.png")).unwrap();
     run(&main_job).unwrap();
     assert!(dir.path().join("samples.png").exists());
     // A longer run trained there is kept, and the error says how to use it.
-    let train = [
-        "train",
-        "--preset",
-        "tiny",
-        "--steps",
-        "5",
-        "--batch-size",
-        "4",
-    ];
-    run(&[&train[..], &["--overwrite", "--out", out, "--quiet"]].concat()).unwrap();
+    let train = |extra: &[&str]| run(&[&["train", "--overwrite"], &tiny[..], extra].concat());
+    train(&["--steps", "5"]).unwrap();
     let err = format!("{:#}", run(&main_job).unwrap_err());
     assert!(
         err.contains("5 steps") && err.contains("--checkpoint"),
         "{err}"
     );
-    assert_eq!(
-        pixel_transformer::checkpoint::read_meta(dir.path())
-            .unwrap()
-            .step,
-        5
-    );
-    // So is a run of the same length with other settings.
-    let other_lr = [&train[..4], &["3", "--batch-size", "4", "--lr", "0.01"]].concat();
-    run(&[&other_lr[..], &["--overwrite", "--out", out, "--quiet"]].concat()).unwrap();
-    let err = format!("{:#}", run(&main_job).unwrap_err());
-    assert!(err.contains("other settings"), "{err}");
+    assert_eq!(meta().step, 5);
+    // So is a run of the same length with other settings, or other bins.
+    for other in [&["--lr", "0.01"][..], &["--bins", "3"]] {
+        train(&[&["--steps", "3"], other].concat()).unwrap();
+        let err = format!("{:#}", run(&main_job).unwrap_err());
+        assert!(err.contains("other settings"), "{other:?}: {err}");
+    }
     // With --checkpoint the main job only reads it.
     run(&[&main_job[..], &["--checkpoint", out]].concat()).unwrap();
+    assert_eq!(meta().distribution["centres"].as_array().unwrap().len(), 3);
+    // A shorter run with the same settings (an interrupted main job; with a
+    // constant learning rate the length is not part of the settings) is
+    // started over.
+    train(&["--steps", "2", "--constant-lr"]).unwrap();
+    run(&[&main_job[..], &["--constant-lr"]].concat()).unwrap();
+    assert_eq!(meta().step, 3);
 }

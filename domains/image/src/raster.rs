@@ -124,7 +124,8 @@ impl<const V: usize> Image<V> {
         self.height
     }
 
-    /// All pixels, row by row.
+    /// All pixels, row by row: the stored raster (an augmented training
+    /// image's [`SpatialSignal::value_at`] reads it through a distortion).
     pub fn pixels(&self) -> &[[f32; V]] {
         &self.pixels
     }

@@ -83,8 +83,9 @@ pub struct SdfConfig {
     /// Samples per axis of the grids meshes are extracted from.
     pub resolution: usize,
     /// Share of training queries placed near the surface ([`SURFACE_JITTER`])
-    /// instead of uniformly in the cube. (Absent in checkpoints written
-    /// before it existed: 0.)
+    /// instead of uniformly in the cube. The held-out loss in `train.jsonl`
+    /// uses the same mix, so it compares only between runs with the same
+    /// share. (Absent in checkpoints written before it existed: 0.)
     #[serde(default)]
     pub surface_queries: f32,
 }
@@ -316,7 +317,10 @@ fn near_surface(signal: &SdfSignal, start: [f32; 3], rng: &mut ChaCha8Rng) -> [f
     })
 }
 
-/// A standard normal draw (Box–Muller).
+/// A standard normal draw (Box–Muller, one of the pair). Kept by hand rather
+/// than `rand_distr`'s, whose stream differs: the shipped checkpoint and the
+/// book's figures were trained with this one, and their commands reproduce
+/// them exactly.
 fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
     let u: f32 = 1.0 - rng.gen::<f32>();
     let v: f32 = rng.gen();
@@ -372,7 +376,10 @@ impl Domain<3, 1> for SdfDomain {
 
     fn draw_query(&self, signal: &SdfSignal, rng: &mut ChaCha8Rng) -> [f32; 3] {
         let uniform = pixel_transformer::signal::random_position(rng);
-        if rng.gen::<f32>() >= self.config.surface_queries {
+        // Checked before the coin is drawn, so runs without surface queries
+        // (checkpoints written before they existed) keep their random stream
+        // and still resume exactly.
+        if self.config.surface_queries <= 0.0 || rng.gen::<f32>() >= self.config.surface_queries {
             return uniform;
         }
         near_surface(signal, uniform, rng)

@@ -205,6 +205,7 @@ fn the_shipped_checkpoint_beats_the_nearest_neighbour_fill() {
     // 10 of the benchmark's 100 held-out chairs (the full benchmark: the
     // book's SDF chapter); the margins there are 2-8x on IoU.
     let rows = benchmark(&domain, &loaded.model, &EVAL_SIZES, 10, 32, 0).unwrap();
+    assert_eq!(rows.len(), 2 * EVAL_SIZES.len());
     for pair in rows.chunks(2) {
         let (model, nearest) = (&pair[0], &pair[1]);
         assert_eq!((model.method, nearest.method), ("model", "nearest"));
