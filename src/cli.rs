@@ -321,18 +321,20 @@ fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>, 
         )
     };
     let meta = checkpoint::read_meta(out_dir).map_err(|e| refuse(format!("unreadable: {e}")))?;
-    // A value that does not serialise counts as different.
-    let same_json = |a: serde_json::Result<serde_json::Value>, b: serde_json::Result<_>| matches!((a, b), (Ok(a), Ok(b)) if a == b);
     if meta.step > steps {
         return Err(refuse(format!("{} steps, more than {steps}", meta.step)));
     }
-    let same = same_json(
-        serde_json::to_value(&meta.domain),
-        serde_json::to_value(domain.config()),
-    ) && same_json(
-        Ok(meta.distribution.clone()),
-        serde_json::to_value(fresh.model.distribution()),
-    ) && meta.model == *fresh.model.config()
+    // Settings are compared as the checkpoint stores them (JSON); one that
+    // does not serialise counts as different.
+    let same_domain = matches!(
+        (serde_json::to_value(&meta.domain), serde_json::to_value(domain.config())),
+        (Ok(stored), Ok(current)) if stored == current
+    );
+    let same_bins =
+        serde_json::to_value(fresh.model.distribution()).is_ok_and(|d| d == meta.distribution);
+    let same = same_domain
+        && same_bins
+        && meta.model == *fresh.model.config()
         && meta.training == fresh.settings;
     if !same {
         return Err(refuse("other settings".into()));
