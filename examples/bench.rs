@@ -150,6 +150,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         raw_positions: true,
         // The reference architecture has no distance bias.
         distance_bias: args.distance_bias,
+        nearest_value: false,
     };
     let mut model = Model::<P, V, D, BinnedMixture>::new(config, distribution, 0, &device)?;
     let params = model.num_params();

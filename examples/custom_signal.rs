@@ -194,6 +194,7 @@ impl Domain<1, 1> for AudioDomain {
             bins: 1, // a plain Gaussian per query
             sigma_floor: 1e-3,
             preset: Preset::Small,
+            nearest_value: false,
             steps: 2000,
             batch_size: 32,
             learning_rate: 5e-4,

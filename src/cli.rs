@@ -56,6 +56,10 @@ pub struct CommonArgs {
     /// Value bins of the output distribution (1 = a plain Gaussian) [default: the domain's].
     #[arg(long, global = true)]
     pub bins: Option<usize>,
+    /// Give each query the value observed nearest to it as an input
+    /// (`true`/`false`) [default: the domain's].
+    #[arg(long, global = true)]
+    pub nearest_value: Option<bool>,
     /// Keep the learning rate constant instead of decaying it along a cosine
     /// to 1 % over the run's steps.
     #[arg(long, global = true)]
@@ -235,7 +239,10 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     device: &D,
 ) -> Result<TrainState<P, V, D, BinnedMixture>> {
     let d = domain.defaults();
-    let config: ModelConfig = common.preset.unwrap_or(d.preset).config();
+    let config = ModelConfig {
+        nearest_value: common.nearest_value.unwrap_or(d.nearest_value),
+        ..common.preset.unwrap_or(d.preset).config()
+    };
     let bins = common.bins.unwrap_or(d.bins);
     if bins == 0 {
         return Err(crate::Error::invalid(
@@ -274,10 +281,10 @@ fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     source: &Path,
     device: &D,
 ) -> anyhow::Result<TrainState<P, V, D, BinnedMixture>> {
-    if common.preset.is_some() || common.bins.is_some() {
+    if common.preset.is_some() || common.bins.is_some() || common.nearest_value.is_some() {
         bail!(
-            "--preset and --bins cannot change a model that starts from the weights in {}; \
-             leave them out (the architecture and bins are the checkpoint's)",
+            "--preset, --bins and --nearest-value cannot change a model that starts from the \
+             weights in {}; leave them out (the architecture and bins are the checkpoint's)",
             source.display()
         );
     }

@@ -59,6 +59,9 @@ pub struct DomainDefaults {
     pub sigma_floor: f32,
     /// Architecture preset.
     pub preset: Preset,
+    /// Give queries the nearest observed value as a hint
+    /// ([`crate::ModelConfig::nearest_value`]).
+    pub nearest_value: bool,
     /// Training steps of the main job.
     pub steps: u64,
     /// Signals per training batch.

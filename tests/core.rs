@@ -670,3 +670,110 @@ fn raw_coordinates_let_a_small_model_relate_positions_in_2d() {
         "RMSE with coordinates {with_raw:.3}, Fourier features only {fourier_only:.3}"
     );
 }
+
+// Discs: value 1 inside any of three random discs, 0 outside, over
+// [-1, 1]², observed at 256–512 points. Sharp edges and mostly empty space,
+// like Moving MNIST's frames: near an edge the value at a query is best told
+// by the observation nearest to it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct DiscsConfig;
+#[typetag::serde(name = "discs-test")]
+impl DomainConfig for DiscsConfig {
+    fn domain_name(&self) -> &'static str {
+        "discs-test"
+    }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+}
+struct Discs([[f32; 3]; 3]);
+impl SpatialSignal<2, 1> for Discs {
+    fn value_at(&self, p: [f32; 2]) -> [f32; 1] {
+        let inside = self
+            .0
+            .iter()
+            .any(|[x, y, r]| (p[0] - x).powi(2) + (p[1] - y).powi(2) < r * r);
+        [inside as u8 as f32]
+    }
+}
+struct DiscsDomain;
+impl Domain<2, 1> for DiscsDomain {
+    type Signal = Discs;
+    type Args = NoArgs;
+    const NAME: &'static str = "discs-test";
+    fn from_args(_: &NoArgs) -> pixel_transformer::Result<Self> {
+        Ok(DiscsDomain)
+    }
+    fn config(&self) -> Box<dyn DomainConfig> {
+        Box::new(DiscsConfig)
+    }
+    fn from_config(_: &dyn DomainConfig) -> pixel_transformer::Result<Self> {
+        Ok(DiscsDomain)
+    }
+    fn draw_signal(&self, _: Split, rng: &mut ChaCha8Rng) -> Discs {
+        use rand::Rng;
+        Discs(std::array::from_fn(|_| {
+            [
+                rng.gen_range(-0.8..0.8),
+                rng.gen_range(-0.8..0.8),
+                rng.gen_range(0.1..0.3),
+            ]
+        }))
+    }
+    fn grid(&self) -> Grid<2> {
+        Grid::new([4; 2])
+    }
+    fn defaults(&self) -> DomainDefaults {
+        DomainDefaults {
+            sets: SetSizes {
+                min_observed: 256,
+                max_observed: 512,
+                queries: 32,
+            },
+            ..PolynomialDomain::new(0.0).unwrap().defaults()
+        }
+    }
+    fn render<D: pixel_transformer::kernels::Backend, O: OutputDistribution<1>>(
+        &self,
+        _: &Model<2, 1, D, O>,
+        _: &Path,
+        _: u64,
+    ) -> pixel_transformer::Result<Vec<std::path::PathBuf>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Held-out RMSE at |S| = 512 of a tiny model trained for 300 steps on discs.
+fn discs_rmse(nearest_value: bool) -> f64 {
+    let config = pixel_transformer::ModelConfig {
+        nearest_value,
+        ..Preset::Tiny.config()
+    };
+    let model =
+        Model::<2, 1, Cpu, _>::new(config, BinnedMixture::gaussian(1, 1e-2), 0, &Cpu::default())
+            .unwrap();
+    let settings = TrainSettings {
+        batch_size: 8,
+        learning_rate: 2e-3,
+        sets: DiscsDomain.defaults().sets,
+        ..settings(0)
+    };
+    let mut state = TrainState::new(model, settings);
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = options(dir.path(), 300);
+    o.checkpoint_every = 1000;
+    train(&DiscsDomain, &mut state, &o).unwrap();
+    pixel_transformer::eval::heldout_metrics(&DiscsDomain, &state.model, &[512], 64, 1).unwrap()[0]
+        .rmse
+}
+
+#[test]
+fn the_nearest_value_hint_lets_a_small_model_follow_sharp_edges() {
+    // Measured: 0.244 without the hint, 0.162 with it (distance bias on in both).
+    let (without, with) = (discs_rmse(false), discs_rmse(true));
+    eprintln!("held-out RMSE: without the hint {without:.3}, with it {with:.3}");
+    assert!(
+        with < 0.8 * without,
+        "RMSE with the nearest-value hint {with:.3}, without {without:.3}"
+    );
+}

@@ -352,6 +352,7 @@ impl<const V: usize> Domain<2, V> for ImageDomain<V> {
                 bins: 32,
                 sigma_floor,
                 preset: Preset::Small,
+                nearest_value: false,
                 steps: GREY_STEPS,
                 batch_size: GREY_BATCH,
                 // Higher than the paper's 1e-4: a ten-minute run has few
@@ -369,6 +370,7 @@ impl<const V: usize> Domain<2, V> for ImageDomain<V> {
                 bins: 512,
                 sigma_floor,
                 preset: Preset::Small,
+                nearest_value: false,
                 steps: COLOUR_STEPS,
                 batch_size: COLOUR_BATCH,
                 // Batches of two are noisy: half the grey rate.

@@ -152,6 +152,7 @@ impl Domain<1, 1> for PolynomialDomain {
             bins: 1,
             sigma_floor: 1e-3,
             preset: Preset::Small,
+            nearest_value: false,
             steps: 3000,
             batch_size: 32,
             learning_rate: 5e-4,

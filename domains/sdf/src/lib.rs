@@ -403,6 +403,7 @@ impl Domain<3, 1> for SdfDomain {
             // The tiny preset costs a tenth of `small` per step, and many
             // steps of a small model beat a few of a larger one in a CPU budget.
             preset: Preset::Tiny,
+            nearest_value: false,
             steps: DEFAULT_STEPS,
             batch_size: 8,
             learning_rate: 2e-3,
