@@ -42,30 +42,40 @@ pub fn psnr<const V: usize>(a: &[[f32; V]], b: &[[f32; V]]) -> f64 {
     }
 }
 
-/// One row of the benchmark.
+/// One row of the benchmark: one observation-set size.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Row {
-    observed: usize,
-    clips: usize,
-    model_psnr: f64,
-    nearest_psnr: f64,
-    model_wins: usize,
-    seconds: f64,
+pub struct BenchmarkRow {
+    /// `|S|`, distinct observed voxels per clip.
+    pub observed: usize,
+    /// Clips scored.
+    pub clips: usize,
+    /// Mean over clips of the mean video's PSNR, in dB.
+    pub model_psnr: f64,
+    /// Mean over clips of the nearest-neighbour fill's PSNR, in dB.
+    pub nearest_psnr: f64,
+    /// Clips on which the mean video scores higher than the fill.
+    pub model_wins: usize,
+    /// Wall time of the row.
+    pub seconds: f64,
 }
 
-pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
+/// Scores the mean video against the nearest-neighbour fill on the first
+/// `clips` held-out clips, for each `|S|` in `observed` (capped at the
+/// clip's voxel count). The same `seed` observes the same voxels.
+pub fn benchmark<const V: usize, D: Backend, O: OutputDistribution<V>>(
     domain: &VideoDomain<V>,
     model: &Model<3, V, D, O>,
-    out_dir: &Path,
+    observed: &[usize],
+    clips: usize,
     seed: u64,
-) -> Result<String> {
+) -> Result<Vec<BenchmarkRow>> {
     let [w, h, t] = domain.shape();
     let positions = pixel_transformer::Grid::new([w, h, t]).positions();
-    let clips: Vec<_> = (0..EVAL_CLIPS.min(domain.test_len()))
+    let clips: Vec<_> = (0..clips.min(domain.test_len()))
         .filter_map(|i| domain.test_clip(i))
         .collect();
     let mut rows = Vec::new();
-    for &n in &EVAL_OBSERVED {
+    for &n in observed {
         let n = n.min(w * h * t);
         let start = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe7a1_c11b);
@@ -82,7 +92,7 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
             wins += usize::from(m > f);
         }
         let k = clips.len().max(1) as f64;
-        rows.push(Row {
+        rows.push(BenchmarkRow {
             observed: n,
             clips: clips.len(),
             model_psnr: model_sum / k,
@@ -91,10 +101,21 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
             seconds: start.elapsed().as_secs_f64(),
         });
     }
+    Ok(rows)
+}
 
+pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
+    domain: &VideoDomain<V>,
+    model: &Model<3, V, D, O>,
+    out_dir: &Path,
+    seed: u64,
+) -> Result<String> {
+    let [w, h, t] = domain.shape();
+    let rows = benchmark(domain, model, &EVAL_OBSERVED, EVAL_CLIPS, seed)?;
+    let clips = rows.first().map_or(0, |r| r.clips);
     let mut table = format!(
         "mean video vs nearest-neighbour fill on {} held-out {w}×{h}×{t} clips (PSNR in dB, mean over clips)\n{:>6}  {:>10}  {:>10}  {:>10}\n",
-        clips.len(),
+        clips,
         "|S|",
         "model",
         "nearest",

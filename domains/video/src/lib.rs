@@ -49,7 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub use baseline::nearest_fill;
 pub use clip::Clip;
-pub use eval::{psnr, EVAL_CLIPS, EVAL_OBSERVED};
+pub use eval::{benchmark, psnr, BenchmarkRow, EVAL_CLIPS, EVAL_OBSERVED};
 pub use folder::ClipSet;
 pub use moving_mnist::MovingMnist;
 pub use pixel_transformer_image::MAX_SIZE;
