@@ -352,7 +352,11 @@ impl<const V: usize> Domain<2, V> for ImageDomain<V> {
                 bins: 32,
                 sigma_floor,
                 preset: Preset::Small,
-                nearest_value: false,
+                // The value observed nearest to each query as an input: in a
+                // 500-step A/B it lowered bits/dim at every |S| (4.03 against
+                // 4.20 at |S| = 64) and raised the mean image's PSNR at 512 by
+                // 1.8 dB, with no change at 64 (book, image chapter).
+                nearest_value: true,
                 steps: GREY_STEPS,
                 batch_size: GREY_BATCH,
                 // Higher than the paper's 1e-4: a ten-minute run has few
@@ -370,7 +374,8 @@ impl<const V: usize> Domain<2, V> for ImageDomain<V> {
                 bins: 512,
                 sigma_floor,
                 preset: Preset::Small,
-                nearest_value: false,
+                // As for grey images (not measured on colour).
+                nearest_value: true,
                 steps: COLOUR_STEPS,
                 batch_size: COLOUR_BATCH,
                 // Batches of two are noisy: half the grey rate.
