@@ -32,7 +32,7 @@
 //!   (see `DistanceFactors`), no `|Q| × |S|` tensor, and about 45 % more
 //!   time per training step (`bench --config mnist-small --distance-bias`).
 //! - **Nearest-value hint** ([`ModelConfig::nearest_value`], off in the
-//!   presets, on in the video domain; not in the paper): a query token's
+//!   presets, on in the video and image domains; not in the paper): a query token's
 //!   value half, zero in the paper, carries `nearest_embed([v, d])`, the
 //!   value `v` observed nearest to the query and its distance `d`. The
 //!   decoder then refines a guess instead of finding it by attention, which
