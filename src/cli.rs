@@ -339,14 +339,50 @@ fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>, 
     );
     let same_bins =
         serde_json::to_value(fresh.model.distribution()).is_ok_and(|d| d == meta.distribution);
-    let same = same_domain
-        && same_bins
-        && meta.model == *fresh.model.config()
-        && meta.training == fresh.settings;
-    if !same {
-        return Err(refuse("other settings".into()));
+    let mut differ = Vec::new();
+    if !same_domain {
+        differ.push("domain settings".to_string());
+    }
+    if !same_bins {
+        differ.push("output bins".to_string());
+    }
+    if meta.model != *fresh.model.config() {
+        differ.extend(changed_fields(
+            "architecture",
+            &meta.model,
+            fresh.model.config(),
+        ));
+    }
+    if meta.training != fresh.settings {
+        differ.extend(changed_fields("training", &meta.training, &fresh.settings));
+    }
+    if !differ.is_empty() {
+        return Err(refuse(format!("other settings: {}", differ.join(", "))));
     }
     Ok(())
+}
+
+/// `"group.field stored → new"` for each top-level field in which two
+/// settings structs differ (as JSON), or just `group` if they are not objects.
+fn changed_fields<T: serde::Serialize>(group: &str, stored: &T, new: &T) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(stored), serde_json::to_value(new))
+    else {
+        return vec![group.to_string()];
+    };
+    let fields: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let new = b.get(k).map_or("none".to_string(), |x| x.to_string());
+            format!("{group}.{k} {v} → {new}")
+        })
+        .collect();
+    if fields.is_empty() {
+        vec![group.to_string()]
+    } else {
+        fields
+    }
 }
 
 /// Whether two checkpoint folders are the same one on disk (so writing one

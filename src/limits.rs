@@ -85,11 +85,18 @@ pub fn pass_bytes(
     let rows = if config.distance_bias { 14 } else { 12 };
     let encoder = enc * (attention(s) + rows * b * s * w + 2 * b * s * f);
     let decoder = dec * (attention(q) + rows * b * q * w + 2 * b * q * f);
-    let floats = if training {
-        2 * (encoder + decoder)
+    // The nearest-value hint's inputs and embedding, once per pass.
+    let hint = if config.nearest_value {
+        2 * b * q * w
     } else {
-        (encoder + decoder) / enc.max(1) * 2
+        0
     };
+    let floats = hint
+        + if training {
+            2 * (encoder + decoder)
+        } else {
+            (encoder + decoder) / enc.max(1) * 2
+        };
     4 * floats
 }
 

@@ -4,6 +4,7 @@
 //!  observed (x, v) ──► [value_emb(v) ‖ fourier(x)] ─┐
 //!                        learned prior token ───────┴─► encoder: self-attention ─► memory
 //!  query x ──► [0 ‖ fourier(x)] ─► decoder: each query attends to memory only ─► head ─► distribution parameters
+//!              (or [nearest_embed(v, d) ‖ fourier(x)] with the nearest-value hint)
 //! ```
 //!
 //! - **Position features** are fixed random Fourier features
@@ -899,7 +900,8 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         }
         let memory = self.norm(self.encoder_norm, x);
 
-        // Decoder input: [0 ‖ fourier(x)] per query. It carries the encoder's
+        // Decoder input: [0 ‖ fourier(x)] per query (or, with the hint,
+        // [nearest_embed(v, d) ‖ fourier(x)]). It carries the encoder's
         // tape so that one tape holds the whole graph; every decoder layer
         // reads the memory through an empty tape with the same tensor id.
         let (memory, tape) = memory.split_tape();
@@ -1000,15 +1002,21 @@ fn nearest_values<const P: usize, const V: usize>(item: &ModelInput<'_, P, V>, o
     let observed = item.observed;
     for (query, out) in item.queries.iter().zip(out.chunks_exact_mut(V + 1)) {
         let (mut best, mut ties) = (f32::INFINITY, 0usize);
-        let mut sum = [0.0f32; V];
+        // In f64, so that sums of a few tied values are exact, whatever their order.
+        let mut sum = [0.0f64; V];
         for (x, v) in observed.positions.iter().zip(&observed.values) {
-            let d: f32 = (0..P).map(|a| (x[a] - query[a]).powi(2)).sum();
+            // Finite even for far-off (finite) positions, so that the first
+            // observation always replaces the initial infinity.
+            let d = (0..P)
+                .map(|a| (x[a] - query[a]).powi(2))
+                .sum::<f32>()
+                .min(f32::MAX);
             if d < best {
                 (best, ties, sum) = (d, 0, [0.0; V]);
             }
             if d == best {
                 ties += 1;
-                sum.iter_mut().zip(v).for_each(|(s, v)| *s += v);
+                sum.iter_mut().zip(v).for_each(|(s, v)| *s += *v as f64);
             }
         }
         if ties == 0 {
@@ -1016,7 +1024,7 @@ fn nearest_values<const P: usize, const V: usize>(item: &ModelInput<'_, P, V>, o
             out[V] = 2.0 * (P as f32).sqrt();
         } else {
             for (o, s) in out.iter_mut().zip(sum) {
-                *o = s / ties as f32;
+                *o = (s / ties as f64) as f32;
             }
             out[V] = best.sqrt();
         }

@@ -256,11 +256,22 @@ fn the_main_job_replaces_only_a_run_it_would_write_again() {
         "{err}"
     );
     assert_eq!(meta().step, 5);
-    // So is a run of the same length with other settings, or other bins.
-    for other in [&["--lr", "0.01"][..], &["--bins", "3"]] {
+    // So is a run of the same length with other settings, other bins or
+    // another architecture; the error names what differs.
+    for (other, named) in [
+        (&["--lr", "0.01"][..], "training.learning_rate"),
+        (
+            &["--nearest-value", "true"],
+            "architecture.nearest_value true → false",
+        ),
+        (&["--bins", "3"], "output bins"),
+    ] {
         train(&[&["--steps", "3"], other].concat()).unwrap();
         let err = format!("{:#}", run(&main_job).unwrap_err());
-        assert!(err.contains("other settings"), "{other:?}: {err}");
+        assert!(
+            err.contains("other settings") && err.contains(named),
+            "{other:?}: {err}"
+        );
     }
     // With --checkpoint the main job only reads it.
     run(&[&main_job[..], &["--checkpoint", out]].concat()).unwrap();
