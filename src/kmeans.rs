@@ -8,21 +8,17 @@
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::{Error, Result};
+use crate::{signal::squared_distance, Error, Result};
 
 /// At most this many points take part (a random subset); more adds time, not accuracy.
 const MAX_POINTS: usize = 50_000;
 const MAX_ITERATIONS: usize = 50;
 
-fn dist2<const V: usize>(a: &[f32; V], b: &[f32; V]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
-}
-
 fn nearest<const V: usize>(x: &[f32; V], centres: &[[f32; V]]) -> (usize, f32) {
     centres
         .iter()
         .enumerate()
-        .map(|(i, c)| (i, dist2(x, c)))
+        .map(|(i, c)| (i, squared_distance(x, c)))
         .fold((0, f32::INFINITY), |a, b| if b.1 < a.1 { b } else { a })
 }
 
@@ -48,7 +44,10 @@ pub fn kmeans<const V: usize>(values: &[[f32; V]], k: usize, seed: u64) -> Resul
 
     // k-means++: each new centre is drawn with probability ∝ squared distance.
     let mut centres = vec![points[rng.gen_range(0..points.len())]];
-    let mut d2: Vec<f32> = points.iter().map(|p| dist2(p, &centres[0])).collect();
+    let mut d2: Vec<f32> = points
+        .iter()
+        .map(|p| squared_distance(p, &centres[0]))
+        .collect();
     while centres.len() < k {
         let total: f32 = d2.iter().sum();
         let next = if total <= 0.0 {
@@ -66,7 +65,7 @@ pub fn kmeans<const V: usize>(values: &[[f32; V]], k: usize, seed: u64) -> Resul
             points[chosen]
         };
         for (d, p) in d2.iter_mut().zip(&points) {
-            *d = d.min(dist2(p, &next));
+            *d = d.min(squared_distance(p, &next));
         }
         centres.push(next);
     }
@@ -131,7 +130,7 @@ mod tests {
         let b = kmeans(&values, 3, 42).unwrap();
         assert_eq!(a, b);
         for want in [[0.0, 0.0], [5.0, 5.0], [-5.0, 5.0]] {
-            assert!(a.iter().any(|c| dist2(c, &want) < 0.05), "{a:?}");
+            assert!(a.iter().any(|c| squared_distance(c, &want) < 0.05), "{a:?}");
         }
     }
 

@@ -1007,10 +1007,7 @@ fn nearest_values<const P: usize, const V: usize>(item: &ModelInput<'_, P, V>, o
         for (x, v) in observed.positions.iter().zip(&observed.values) {
             // Finite even for far-off (finite) positions, so that the first
             // observation always replaces the initial infinity.
-            let d = (0..P)
-                .map(|a| (x[a] - query[a]).powi(2))
-                .sum::<f32>()
-                .min(f32::MAX);
+            let d = crate::signal::squared_distance(x, query).min(f32::MAX);
             if d < best {
                 (best, ties, sum) = (d, 0, [0.0; V]);
             }

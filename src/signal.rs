@@ -181,6 +181,11 @@ impl<const P: usize> Grid<P> {
     }
 }
 
+/// `‖a − b‖²`, for positions (or values) of any dimension.
+pub fn squared_distance<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
+}
+
 /// A uniformly random position in `[-1, 1]^P`.
 pub fn random_position<const P: usize>(rng: &mut impl Rng) -> [f32; P] {
     std::array::from_fn(|_| rng.gen_range(-1.0f32..=1.0))

@@ -33,7 +33,7 @@ pub fn nearest_fill(observed: &Observations<3, 1>, shape: [usize; 3]) -> Result<
         .map(|p| {
             let mut best = (f32::INFINITY, 0);
             for (k, q) in observed.positions.iter().enumerate() {
-                let d = (0..3).map(|i| (p[i] - q[i]).powi(2)).sum::<f32>();
+                let d = pixel_transformer::signal::squared_distance(p, q);
                 if d < best.0 {
                     best = (d, k);
                 }
