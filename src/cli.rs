@@ -60,6 +60,10 @@ pub struct CommonArgs {
     /// (`true`/`false`) [default: the domain's].
     #[arg(long, global = true)]
     pub nearest_value: Option<bool>,
+    /// Dropout rate during training, e.g. 0.1 as in the paper's reference
+    /// (0 = none) [default: 0].
+    #[arg(long, global = true)]
+    pub dropout: Option<f32>,
     /// Keep the learning rate constant instead of decaying it along a cosine
     /// to 1 % over the run's steps.
     #[arg(long, global = true)]
@@ -267,6 +271,7 @@ fn fresh_settings<const P: usize, const V: usize, Dm: Domain<P, V>>(
         learning_rate: common.lr.unwrap_or(d.learning_rate),
         sets: d.sets,
         cosine_decay_steps: (!common.constant_lr).then(|| common.steps.unwrap_or(d.steps)),
+        dropout: common.dropout.unwrap_or(0.0),
     }
 }
 
@@ -422,6 +427,9 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(Dm::NAME));
+    if let Some(rate) = common.dropout {
+        crate::Dropout::validate_rate(rate).context("--dropout")?;
+    }
     let cli_domain = Dm::from_args(&cli.domain)?;
     let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;
     let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());

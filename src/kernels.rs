@@ -11,7 +11,9 @@
 //!   head's columns in place, in cache-sized chunks of query rows, keeping
 //!   its weights for the backward pass only while they are small;
 //! - [`Backend::layer_norm`], [`Backend::adam_update`]: one pass each, rows
-//!   in parallel.
+//!   in parallel;
+//! - [`Backend::dropout`]: one pass each way; the mask is a hash of the
+//!   element's index, recomputed in the backward pass instead of stored.
 //!
 //! The products use the `gemm` crate's AVX-512 kernels (chosen at run time);
 //! the softmax loops are compiled for AVX-512 or AVX2 when the CPU has them.
@@ -97,6 +99,12 @@ pub trait Backend: Device<f32> {
         composed::adam_update(param, grad, m, v, h)
     }
 
+    /// Dropout: each number of `x` is zeroed where [`dropout_keeps`] says no
+    /// (with probability `rate`), the rest are divided by `1 − rate`.
+    fn dropout<T: Tape<f32, Self>>(x: Flat<Self, T>, rate: f32, seed: u64) -> Flat<Self, T> {
+        composed::dropout(x, rate, seed)
+    }
+
     /// Multi-head attention: for each item `i` and head `j`,
     /// `softmax(scale · q_ij k_ijᵀ + key_bias_i) v_ij`. The inputs are the
     /// projections' row-major outputs, heads side by side: `q` is
@@ -113,6 +121,34 @@ pub trait Backend: Device<f32> {
     ) -> Flat<Self, T> {
         composed::attention(q, k, v, shape, key_bias)
     }
+}
+
+/// Whether dropout keeps element `index` of a tensor: a pure function of
+/// `(seed, index)`, so the backward pass recomputes the mask instead of
+/// storing it, and every device draws the same mask. Two rounds of
+/// MurmurHash3's 32-bit finaliser (32-bit arithmetic vectorises on every x86
+/// CPU); `rate` is compared in units of 2⁻³².
+#[inline]
+pub fn dropout_keeps(seed: u64, index: usize, rate: f32) -> bool {
+    dropout_hash(seed, index) >= dropout_threshold(rate)
+}
+
+#[inline(always)]
+fn dropout_hash(seed: u64, index: usize) -> u32 {
+    #[inline(always)]
+    fn mix(mut h: u32) -> u32 {
+        h ^= h >> 16;
+        h = h.wrapping_mul(0x85eb_ca6b);
+        h ^= h >> 13;
+        h = h.wrapping_mul(0xc2b2_ae35);
+        h ^ (h >> 16)
+    }
+    mix(mix((index as u32) ^ seed as u32) ^ (seed >> 32) as u32)
+}
+
+/// `rate · 2³²`, below 2³² for any rate below 1.
+fn dropout_threshold(rate: f32) -> u32 {
+    (f64::from(rate) * 4_294_967_296.0).min(f64::from(u32::MAX)) as u32
 }
 
 /// The sizes of one [`Backend::attention`] call.
@@ -183,6 +219,28 @@ pub mod composed {
         *v = v.clone() * h.beta2 + grad.square() * (1.0 - h.beta2);
         let denom = (v.clone() / h.c2).sqrt() + h.eps;
         *param = param.clone() - m.clone() / denom * h.step;
+    }
+
+    /// See [`Backend::dropout`](super::Backend::dropout): the mask is built
+    /// on the host and multiplied in.
+    pub fn dropout<D: Device<f32>, T: Tape<f32, D>>(
+        x: Flat<D, T>,
+        rate: f32,
+        seed: u64,
+    ) -> Flat<D, T> {
+        let (rows, cols) = *x.shape();
+        let keep = 1.0 / (1.0 - rate);
+        let mask = (0..rows * cols)
+            .map(|i| {
+                if super::dropout_keeps(seed, i, rate) {
+                    keep
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = x.device().tensor_from_vec(mask, (rows, cols));
+        x * mask
     }
 
     /// See [`Backend::attention`](super::Backend::attention): reshapes to
@@ -407,6 +465,24 @@ impl Backend for Cpu {
                 Ok(())
             })
         });
+        out.put_tape(tape)
+    }
+
+    fn dropout<T: Tape<f32, Self>>(x: Flat<Self, T>, rate: f32, seed: u64) -> Flat<Self, T> {
+        let (x, mut tape) = x.split_tape();
+        let shape = *x.shape();
+        let mut out = host(&x);
+        dropout_pass(&mut out, None, seed, rate);
+        let out = x.device().tensor_from_vec(out, shape);
+        if T::OWNS_TAPE {
+            let (x_id, out_id) = (x.clone(), out.clone());
+            tape.add_backward_op(move |grads| {
+                with_output_gradient(grads, &out_id, |grads, dy| {
+                    dropout_pass(grads.get_or_alloc_mut(&x_id)?, Some(dy), seed, rate);
+                    Ok(())
+                })
+            });
+        }
         out.put_tape(tape)
     }
 
@@ -890,6 +966,51 @@ macro_rules! with_wide_simd {
     }};
 }
 
+/// Dropout's element-wise pass, with `m(i)` = 0 or `1 / (1 − rate)` as
+/// [`dropout_keeps`] says: `dst[i] = m(i)·dst[i]` (forward, in place) or,
+/// with `add`, `dst[i] += m(i)·add[i]` (backward, accumulating the
+/// gradient). Chunks of the tensor in parallel when large.
+fn dropout_pass(dst: &mut [f32], add: Option<&[f32]>, seed: u64, rate: f32) {
+    debug_assert!(add.map_or(true, |a| a.len() == dst.len()));
+    let chunk = PARALLEL_MIN / 4;
+    let (threshold, keep) = (dropout_threshold(rate), 1.0 / (1.0 - rate));
+    let body = |(c, d): (usize, &mut [f32])| {
+        let add = add.map(|a| &a[c * chunk..c * chunk + d.len()]);
+        with_wide_simd!(dropout_chunk(d, add, c * chunk, seed, threshold, keep))
+    };
+    if dst.len() >= PARALLEL_MIN {
+        dst.par_chunks_mut(chunk).enumerate().for_each(body);
+    } else {
+        dst.chunks_mut(chunk).enumerate().for_each(body);
+    }
+}
+
+#[inline(always)]
+fn dropout_chunk(
+    dst: &mut [f32],
+    add: Option<&[f32]>,
+    start: usize,
+    seed: u64,
+    threshold: u32,
+    keep: f32,
+) {
+    let m = |j: usize| {
+        if dropout_hash(seed, start + j) >= threshold {
+            keep
+        } else {
+            0.0
+        }
+    };
+    match add {
+        None => dst.iter_mut().enumerate().for_each(|(j, d)| *d *= m(j)),
+        Some(a) => dst
+            .iter_mut()
+            .zip(a)
+            .enumerate()
+            .for_each(|(j, (d, a))| *d += m(j) * a),
+    }
+}
+
 /// Each `width`-sized row of `p` := `softmax(row + key_bias)`.
 fn softmax_rows(p: &mut [f32], width: usize, key_bias: Option<&[f32]>) {
     with_wide_simd!(softmax_rows_inline(p, width, key_bias))
@@ -1145,6 +1266,41 @@ mod tests {
             &Cpu::linear(x.clone(), &wt, &b).as_vec(),
             &composed::linear(x, &wt, &b).as_vec(),
         );
+    }
+
+    #[test]
+    fn fused_dropout_matches_the_composed_mask_forward_and_backward() {
+        let dev = Cpu::default();
+        // Large enough to be split over threads in chunks.
+        let (rows, cols) = (300, 200);
+        let x = rand_tensor(&dev, (rows, cols), 21);
+        let up = rand_tensor(&dev, (rows, cols), 22);
+        let (rate, seed) = (0.3, 0x5eed_0000_0001);
+        let fused = Cpu::dropout(x.leaky_trace(), rate, seed);
+        let reference = composed::dropout(x.leaky_trace(), rate, seed);
+        assert_eq!(fused.as_vec(), reference.as_vec());
+        let (gf, gr) = (
+            (fused * up.clone()).sum().backward(),
+            (reference * up.clone()).sum().backward(),
+        );
+        close(&gf.get(&x).as_vec(), &gr.get(&x).as_vec());
+        // Dropped numbers are 0, kept ones scaled by 1/(1 − rate), and about
+        // `rate` of them are dropped.
+        let out = Cpu::dropout(x.clone(), rate, seed).as_vec();
+        let xs = x.as_vec();
+        let mut dropped = 0;
+        for (o, x) in out.iter().zip(&xs) {
+            if *o == 0.0 {
+                dropped += 1;
+            } else {
+                assert!((o - x / (1.0 - rate)).abs() <= 1e-6 * (1.0 + x.abs()));
+            }
+        }
+        let fraction = dropped as f64 / xs.len() as f64;
+        assert!((fraction - 0.3).abs() < 0.01, "{fraction}");
+        // Another seed drops other numbers; rate 0 drops none.
+        assert_ne!(Cpu::dropout(x.clone(), rate, seed + 1).as_vec(), out);
+        assert_eq!(Cpu::dropout(x.clone(), 0.0, seed).as_vec(), xs);
     }
 
     #[test]

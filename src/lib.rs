@@ -39,7 +39,7 @@ pub use distribution::{BinnedMixture, OutputDistribution};
 pub use domain::{Domain, DomainConfig, DomainDefaults, SetSizes, Split};
 pub use error::{Error, Result};
 pub use inference::{Marginals, SampleOptions, SampleRequest};
-pub use model::{Model, ModelConfig, ModelInput, Preset};
+pub use model::{Dropout, Model, ModelConfig, ModelInput, Preset};
 pub use signal::{Grid, Observations, SpatialSignal};
 
 /// Re-exports of the dependencies a domain crate needs to implement the traits,

@@ -53,6 +53,12 @@
 //!   The paper's reference normalises the sub-layer *output* instead
 //!   (`x + LN(f(x))`); pre-norm keeps an identity path from input to output,
 //!   which is the better-known way to train deep stacks stably without warm-up.
+//! - **Dropout** ([`Dropout`], training only, off by default): as in the
+//!   paper's reference, numbers are zeroed with probability `rate` (and the
+//!   rest scaled by `1 / (1 − rate)`) at three places per block: the
+//!   feed-forward layer's hidden units and the outputs of the attention and
+//!   feed-forward sub-layers, before they join the residual stream. The
+//!   masks come from a seed, so a training step is reproducible.
 //! - The **decoder** has cross-attention and a feed-forward layer but no
 //!   self-attention: each query sees only the encoded samples, so queries are
 //!   independent, can be batched freely, and a prediction does not depend on
@@ -66,7 +72,7 @@
 //! code and the device transfer to a loop over one `Vec`.
 
 use dfdx::prelude::*;
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
@@ -233,6 +239,30 @@ impl ModelConfig {
     }
 }
 
+/// The places of one pass's dropout: each gets its own seed.
+struct DropoutMasks {
+    dropout: Option<Dropout>,
+    place: u64,
+}
+
+impl DropoutMasks {
+    fn new(dropout: Option<Dropout>) -> Self {
+        Self {
+            dropout: dropout.filter(|d| d.rate > 0.0),
+            place: 0,
+        }
+    }
+
+    /// `x` with numbers zeroed at the rate and the rest scaled up to keep the mean.
+    fn apply<D: Backend, T: Tape<f32, D>>(&mut self, x: Flat<D, T>) -> Flat<D, T> {
+        let Some(d) = self.dropout else { return x };
+        self.place += 1;
+        let mut rng = ChaCha8Rng::seed_from_u64(d.seed);
+        rng.set_stream(self.place);
+        D::dropout(x, d.rate, rng.next_u64())
+    }
+}
+
 /// One input of a forward pass: an observation set and the positions to predict.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelInput<'a, const P: usize, const V: usize> {
@@ -240,6 +270,30 @@ pub struct ModelInput<'a, const P: usize, const V: usize> {
     pub observed: &'a Observations<P, V>,
     /// Query positions `Q`.
     pub queries: &'a [[f32; P]],
+}
+
+/// Dropout for one forward pass (see the module docs). The masks are drawn
+/// from `seed`, one independent stream per place, so the same seed gives the
+/// same pass.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Dropout {
+    /// Probability of zeroing each number, in `[0, 1)`.
+    pub rate: f32,
+    /// Seed of this pass's masks.
+    pub seed: u64,
+}
+
+impl Dropout {
+    /// Checks that `rate` is a probability below 1.
+    pub fn validate_rate(rate: f32) -> Result<()> {
+        if (0.0..1.0).contains(&rate) {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "dropout rate must be at least 0 and below 1, got {rate}"
+            )))
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -790,8 +844,14 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         self.linear(a.out, mixed + value_bias)
     }
 
-    fn feed_forward<T: Tape<f32, D>>(&self, f: FeedForward, x: Flat<D, T>) -> Flat<D, T> {
-        self.linear(f.out, self.linear(f.hidden, x).relu())
+    fn feed_forward<T: Tape<f32, D>>(
+        &self,
+        f: FeedForward,
+        x: Flat<D, T>,
+        drop: &mut DropoutMasks,
+    ) -> Flat<D, T> {
+        let hidden = drop.apply(self.linear(f.hidden, x).relu());
+        drop.apply(self.linear(f.out, hidden))
     }
 
     /// Runs the network and returns the head output, one row per query slot:
@@ -802,6 +862,20 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         items: &[ModelInput<'_, P, V>],
         tape: T,
     ) -> Result<Flat<D, T>> {
+        self.forward_with_dropout(items, tape, None)
+    }
+
+    /// [`Model::forward`] with dropout (for training; `None` is `forward`).
+    pub fn forward_with_dropout<T: Tape<f32, D>>(
+        &self,
+        items: &[ModelInput<'_, P, V>],
+        tape: T,
+        dropout: Option<Dropout>,
+    ) -> Result<Flat<D, T>> {
+        if let Some(d) = dropout {
+            Dropout::validate_rate(d.rate)?;
+        }
+        let mut drop = DropoutMasks::new(dropout);
         if items.is_empty() {
             return Err(Error::invalid("forward pass with no inputs"));
         }
@@ -885,7 +959,7 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
 
         for blk in &self.encoder {
             let h = self.norm(blk.attn_norm, x.with_empty_tape());
-            x = self.attention(
+            let attended = self.attention(
                 blk.attn,
                 h.with_empty_tape(),
                 h,
@@ -894,9 +968,10 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
                 sk,
                 key_bias.as_ref(),
                 encoder_distance.as_ref(),
-            ) + x;
+            );
+            x = drop.apply(attended) + x;
             let h = self.norm(blk.ff_norm, x.with_empty_tape());
-            x = self.feed_forward(blk.ff, h) + x;
+            x = self.feed_forward(blk.ff, h, &mut drop) + x;
         }
         let memory = self.norm(self.encoder_norm, x);
 
@@ -936,7 +1011,7 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
         };
         for blk in &self.decoder {
             let h = self.norm(blk.attn_norm, y.with_empty_tape());
-            y = cross_attention(
+            let attended = cross_attention(
                 self,
                 blk.attn,
                 h,
@@ -946,9 +1021,10 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
                 sk,
                 key_bias.as_ref(),
                 decoder_distance.as_ref(),
-            ) + y;
+            );
+            y = drop.apply(attended) + y;
             let h = self.norm(blk.ff_norm, y.with_empty_tape());
-            y = self.feed_forward(blk.ff, h) + y;
+            y = self.feed_forward(blk.ff, h, &mut drop) + y;
         }
         let y = self.norm(self.decoder_norm, y);
         Ok(self.linear(self.head, y))
@@ -1379,6 +1455,33 @@ mod tests {
             &mut out[..3],
         );
         assert_eq!(out[..3], [0.0, 0.0, 8f32.sqrt()]);
+    }
+
+    #[test]
+    fn dropout_is_seeded_and_off_without_a_rate() {
+        let m = model();
+        let s = set(9, 3);
+        let q = [[0.1, -0.2], [0.7, 0.3]];
+        let input = [ModelInput {
+            observed: &s,
+            queries: &q,
+        }];
+        let pass = |d: Option<Dropout>| {
+            m.forward_with_dropout(&input, NoneTape, d)
+                .unwrap()
+                .as_vec()
+        };
+        let plain = pass(None);
+        let at = |rate, seed| Some(Dropout { rate, seed });
+        assert_eq!(pass(at(0.0, 1)), plain);
+        assert_eq!(pass(at(0.5, 1)), pass(at(0.5, 1)));
+        assert_ne!(pass(at(0.5, 1)), plain);
+        assert_ne!(pass(at(0.5, 1)), pass(at(0.5, 2)));
+        for rate in [1.0, -0.1, f32::NAN] {
+            assert!(m
+                .forward_with_dropout(&input, NoneTape, at(rate, 1))
+                .is_err());
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use dfdx::prelude::*;
 
 use crate::kernels::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -23,7 +23,7 @@ use crate::{
     checkpoint,
     data::{draw_example, Example},
     optim::Adam,
-    Domain, Error, Model, ModelInput, OutputDistribution, Result, SetSizes, Split,
+    Domain, Dropout, Error, Model, ModelInput, OutputDistribution, Result, SetSizes, Split,
 };
 
 /// The settings of a training run, stored in its checkpoints.
@@ -42,9 +42,27 @@ pub struct TrainSettings {
     /// a run and stored in its checkpoints, so a resumed run follows the same curve.
     #[serde(default)]
     pub cosine_decay_steps: Option<u64>,
+    /// Dropout rate during training ([`Dropout`]; 0 = none, the paper's
+    /// reference uses 0.1). Its masks are drawn from the seed and the step,
+    /// so a resumed run reproduces the uninterrupted one. 0 in checkpoints
+    /// written before the option existed.
+    #[serde(default)]
+    pub dropout: f32,
 }
 
 impl TrainSettings {
+    /// The dropout of step `step` (0-based): `None` when the rate is 0.
+    pub fn dropout_at(&self, step: u64) -> Option<Dropout> {
+        (self.dropout > 0.0).then(|| {
+            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xd0_0d);
+            rng.set_stream(step);
+            Dropout {
+                rate: self.dropout,
+                seed: rng.next_u64(),
+            }
+        })
+    }
+
     /// The learning rate used for step `step` (0-based).
     pub fn learning_rate_at(&self, step: u64) -> f64 {
         match self.cosine_decay_steps {
@@ -199,16 +217,17 @@ pub fn batch_loss<const P: usize, const V: usize, D: Backend, O: OutputDistribut
     Ok(model.distribution().loss(head, &targets)?.as_vec()[0])
 }
 
-/// One optimisation step on `batch`: forward pass, loss, backward pass, Adam
-/// update. Returns the batch's loss. A non-finite loss is
+/// One optimisation step on `batch`: forward pass (with `dropout`, if any),
+/// loss, backward pass, Adam update. Returns the batch's loss. A non-finite loss is
 /// [`Error::Diverged`] (numbered `optimizer.t + 1`) and leaves the model untouched.
 pub fn train_step<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     model: &mut Model<P, V, D, O>,
     optimizer: &mut Adam<D>,
     batch: &[Example<P, V>],
+    dropout: Option<Dropout>,
 ) -> Result<f32> {
     let (inputs, targets) = inputs(batch);
-    let head = model.forward(&inputs, OwnedTape::default())?;
+    let head = model.forward_with_dropout(&inputs, OwnedTape::default(), dropout)?;
     let loss = model.distribution().loss(head, &targets)?;
     let value = loss.as_vec()[0];
     if !value.is_finite() {
@@ -240,6 +259,7 @@ pub fn train<
             "batch size and query count must be positive",
         ));
     }
+    Dropout::validate_rate(state.settings.dropout)?;
     let log_path = options.out_dir.join("train.jsonl");
     let mut log = open_log(&log_path, state.step)?;
     let todo = options.steps.saturating_sub(state.step);
@@ -266,7 +286,8 @@ pub fn train<
         }
         let batch = batch_for_step(domain, &state.settings, Split::Train, state.step);
         state.optimizer.learning_rate = state.settings.learning_rate_at(state.step);
-        let value = train_step(&mut state.model, &mut state.optimizer, &batch)
+        let dropout = state.settings.dropout_at(state.step);
+        let value = train_step(&mut state.model, &mut state.optimizer, &batch, dropout)
             .inspect_err(|_| bar.abandon())?;
         state.step += 1;
 

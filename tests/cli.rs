@@ -138,6 +138,14 @@ fn bad_command_lines_get_clear_errors() {
         run(&["train", "--bins", "0", "--out", out]).unwrap_err()
     );
     assert!(err.contains("--bins"), "{err}");
+    // A dropout rate that is not a probability below 1.
+    for rate in ["--dropout=1", "--dropout=-0.5", "--dropout=NaN"] {
+        let err = format!("{:#}", run(&["train", rate, "--out", out]).unwrap_err());
+        assert!(
+            err.contains("--dropout") && err.contains("below 1"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -205,8 +213,16 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
     let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&frozen)).unwrap();
     assert_eq!((meta.step, meta.has_optimizer), (2, true));
 
-    run(&[&from_base[..], &["--out", &tuned, "--quiet"]].concat()).unwrap();
+    // Dropout is a training setting, so a fine-tuning run may choose it.
+    run(&[
+        &from_base[..],
+        &["--dropout", "0.1", "--out", &tuned, "--quiet"],
+    ]
+    .concat())
+    .unwrap();
     assert_ne!(answers(&tuned), answers(&base));
+    let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&tuned)).unwrap();
+    assert_eq!(meta.training.dropout, 0.1);
 
     // The architecture is the checkpoint's; a run may not replace its source.
     let err = format!(

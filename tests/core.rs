@@ -27,6 +27,7 @@ fn settings(seed: u64) -> TrainSettings {
             queries: 10,
         },
         cosine_decay_steps: None,
+        dropout: 0.0,
     }
 }
 
@@ -89,15 +90,24 @@ fn checkpoint_round_trip_gives_identical_predictions() {
 
 #[test]
 fn resume_reproduces_the_uninterrupted_loss_sequence() {
+    // With dropout, whose masks must continue where they left off too.
     let domain = PolynomialDomain::new(0.05).unwrap();
     let straight = tempfile::tempdir().unwrap();
     let mut a = fresh(7);
     a.settings.cosine_decay_steps = Some(30);
+    a.settings.dropout = 0.2;
     let full = train(&domain, &mut a, &options(straight.path(), 30)).unwrap();
+    // (Dropout is on: the same run without it has another first loss.)
+    let mut plain = fresh(7);
+    plain.settings.cosine_decay_steps = Some(30);
+    let other = tempfile::tempdir().unwrap();
+    let first = train(&domain, &mut plain, &options(other.path(), 1)).unwrap();
+    assert_ne!(first[0].loss, full[0].loss);
 
     let split = tempfile::tempdir().unwrap();
     let mut b = fresh(7);
     b.settings.cosine_decay_steps = Some(30);
+    b.settings.dropout = 0.2;
     train(&domain, &mut b, &options(split.path(), 20)).unwrap();
     drop(b);
     let mut resumed =

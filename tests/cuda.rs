@@ -126,8 +126,8 @@ fn training_steps_agree() {
             })
             .collect();
         // The trainer's own step on both devices.
-        let lc = train_step(&mut cpu, &mut ac, &examples).unwrap();
-        let lg = train_step(&mut gpu, &mut ag, &examples).unwrap();
+        let lc = train_step(&mut cpu, &mut ac, &examples, None).unwrap();
+        let lg = train_step(&mut gpu, &mut ag, &examples, None).unwrap();
         close("loss", &[lc], &[lg]);
     }
     for ((pc, pg), name) in cpu.params().iter().zip(gpu.params()).zip(cpu.param_names()) {

@@ -253,6 +253,7 @@ fn a_tiny_model_learns_mnist_beyond_the_untrained_model_and_the_mean_value() {
             queries: 64,
         },
         cosine_decay_steps: Some(STEPS),
+        dropout: 0.0,
     };
     const STEPS: u64 = 600;
     let mut state = TrainState::new(new_model(), settings);

@@ -40,6 +40,7 @@ fn child(dir: &Path) {
                 queries: 8,
             },
             cosine_decay_steps: None,
+            dropout: 0.0,
         };
         TrainState::new(model, settings)
     };
