@@ -17,7 +17,7 @@ use crate::{
     checkpoint,
     signal::random_position,
     trainer::{self, TrainOptions, TrainSettings, TrainState},
-    BinnedMixture, Domain, Model, ModelConfig, Result, Split,
+    BinnedMixture, Domain, Model, ModelConfig, Result, SetSizes, Split,
 };
 
 /// Which dfdx device runs the model.
@@ -60,6 +60,13 @@ pub struct CommonArgs {
     /// (`true`/`false`) [default: the domain's].
     #[arg(long, global = true)]
     pub nearest_value: Option<bool>,
+    /// Smallest observation set |S| of training examples [default: the domain's].
+    #[arg(long, global = true)]
+    pub min_observed: Option<usize>,
+    /// Largest observation set |S| of training examples (sizes are drawn
+    /// log-uniformly in between) [default: the domain's].
+    #[arg(long, global = true)]
+    pub max_observed: Option<usize>,
     /// Dropout rate during training, e.g. 0.1 as in the paper's reference
     /// (0 = none) [default: 0].
     #[arg(long, global = true)]
@@ -269,7 +276,11 @@ fn fresh_settings<const P: usize, const V: usize, Dm: Domain<P, V>>(
         seed: common.seed,
         batch_size: common.batch_size.unwrap_or(d.batch_size),
         learning_rate: common.lr.unwrap_or(d.learning_rate),
-        sets: d.sets,
+        sets: SetSizes {
+            min_observed: common.min_observed.unwrap_or(d.sets.min_observed),
+            max_observed: common.max_observed.unwrap_or(d.sets.max_observed),
+            ..d.sets
+        },
         cosine_decay_steps: (!common.constant_lr).then(|| common.steps.unwrap_or(d.steps)),
         dropout: common.dropout.unwrap_or(0.0),
     }
@@ -429,6 +440,11 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
         .unwrap_or_else(|| PathBuf::from("runs").join(Dm::NAME));
     if let Some(rate) = common.dropout {
         crate::Dropout::validate_rate(rate).context("--dropout")?;
+    }
+    if let (Some(min), Some(max)) = (common.min_observed, common.max_observed) {
+        if min > max {
+            bail!("--min-observed {min} is above --max-observed {max}");
+        }
     }
     let cli_domain = Dm::from_args(&cli.domain)?;
     let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;

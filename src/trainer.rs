@@ -260,6 +260,31 @@ pub fn train<
         ));
     }
     Dropout::validate_rate(state.settings.dropout)?;
+    let sets = &state.settings.sets;
+    if sets.min_observed > sets.max_observed {
+        return Err(Error::invalid(format!(
+            "the smallest training set ({}) is above the largest ({})",
+            sets.min_observed, sets.max_observed
+        )));
+    }
+    // Refuse sizes whose passes cannot fit before drawing any example.
+    let batch = state.settings.batch_size;
+    crate::limits::check(
+        crate::limits::pass_bytes(
+            state.model.config(),
+            batch,
+            sets.max_observed,
+            sets.queries,
+            true,
+            D::FUSED_ATTENTION,
+        ),
+        || {
+            format!(
+                "training on batches of {batch} with |S| up to {} and |Q| = {}",
+                sets.max_observed, sets.queries
+            )
+        },
+    )?;
     let log_path = options.out_dir.join("train.jsonl");
     let mut log = open_log(&log_path, state.step)?;
     let todo = options.steps.saturating_sub(state.step);

@@ -138,6 +138,31 @@ fn bad_command_lines_get_clear_errors() {
         run(&["train", "--bins", "0", "--out", out]).unwrap_err()
     );
     assert!(err.contains("--bins"), "{err}");
+    // Observation set sizes upside down, or beyond any memory.
+    let err = format!(
+        "{:#}",
+        run(&[
+            "train",
+            "--min-observed",
+            "9",
+            "--max-observed",
+            "3",
+            "--out",
+            out
+        ])
+        .unwrap_err()
+    );
+    assert!(err.contains("--min-observed 9"), "{err}");
+    let err = format!(
+        "{:#}",
+        run(&["train", "--min-observed", "30", "--out", out]).unwrap_err()
+    );
+    assert!(err.contains("smallest training set (30)"), "{err}");
+    let err = format!(
+        "{:#}",
+        run(&["train", "--max-observed", "100000000", "--out", out]).unwrap_err()
+    );
+    assert!(err.contains("working memory"), "{err}");
     // A dropout rate that is not a probability below 1.
     for rate in ["--dropout=1", "--dropout=-0.5", "--dropout=NaN"] {
         let err = format!("{:#}", run(&["train", rate, "--out", out]).unwrap_err());
@@ -213,16 +238,25 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
     let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&frozen)).unwrap();
     assert_eq!((meta.step, meta.has_optimizer), (2, true));
 
-    // Dropout is a training setting, so a fine-tuning run may choose it.
-    run(&[
-        &from_base[..],
-        &["--dropout", "0.1", "--out", &tuned, "--quiet"],
-    ]
-    .concat())
-    .unwrap();
+    // Dropout and the set sizes are training settings, so a fine-tuning run
+    // may choose them.
+    let settings = [
+        "--dropout",
+        "0.1",
+        "--min-observed",
+        "2",
+        "--max-observed",
+        "5",
+    ];
+    run(&[&from_base[..], &settings, &["--out", &tuned, "--quiet"]].concat()).unwrap();
     assert_ne!(answers(&tuned), answers(&base));
     let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&tuned)).unwrap();
     assert_eq!(meta.training.dropout, 0.1);
+    let sets = &meta.training.sets;
+    assert_eq!(
+        (sets.min_observed, sets.max_observed, sets.queries),
+        (2, 5, 20)
+    );
 
     // The architecture is the checkpoint's; a run may not replace its source.
     let err = format!(
