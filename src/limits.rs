@@ -48,7 +48,8 @@ pub fn memory_budget() -> u64 {
 /// A conservative estimate of the working memory of one pass, in bytes.
 ///
 /// Counts, per layer, about a dozen `rows × width`-sized activations, the
-/// feed-forward hidden layer, and the attention weights: with
+/// feed-forward hidden layer (in training, two more of those and one more
+/// hidden layer for dropout's outputs, whether or not dropout is on), and the attention weights: with
 /// `fused_attention` (the CPU, see [`crate::kernels::Backend::FUSED_ATTENTION`])
 /// the weights a training pass keeps, at most
 /// [`crate::kernels::KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
@@ -56,7 +57,8 @@ pub fn memory_budget() -> u64 {
 /// training pass keeps all of it for the backward pass and allocates as
 /// much again for gradients. Measured peak memory is lower (the CPU's
 /// `mnist-small` benchmark shape with `|S| = |Q| = 1024` is estimated at
-/// 2.0 GiB and peaks at 1.8 GiB), so the limits err on the safe side.
+/// 2.5 GiB and peaks at 2.0 GiB with dropout, 1.8 GiB without), so the
+/// limits err on the safe side.
 pub fn pass_bytes(
     config: &ModelConfig,
     batch: usize,
@@ -83,8 +85,10 @@ pub fn pass_bytes(
     };
     // The distance bias copies each layer's queries and keys once more.
     let rows = if config.distance_bias { 14 } else { 12 };
-    let encoder = enc * (attention(s) + rows * b * s * w + 2 * b * s * f);
-    let decoder = dec * (attention(q) + rows * b * q * w + 2 * b * q * f);
+    // Dropout keeps both sub-layers' outputs and the hidden layer once more.
+    let (rows, hidden) = if training { (rows + 2, 3) } else { (rows, 2) };
+    let encoder = enc * (attention(s) + rows * b * s * w + hidden * b * s * f);
+    let decoder = dec * (attention(q) + rows * b * q * w + hidden * b * q * f);
     // The nearest-value hint's inputs and embedding, once per pass.
     let hint = if config.nearest_value {
         2 * b * q * w
