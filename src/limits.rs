@@ -48,8 +48,7 @@ pub fn memory_budget() -> u64 {
 /// A conservative estimate of the working memory of one pass, in bytes.
 ///
 /// Counts, per layer, about a dozen `rows × width`-sized activations, the
-/// feed-forward hidden layer (in training, two more of those and one more
-/// hidden layer for dropout's outputs, whether or not dropout is on), and the attention weights: with
+/// feed-forward hidden layer, and the attention weights: with
 /// `fused_attention` (the CPU, see [`crate::kernels::Backend::FUSED_ATTENTION`])
 /// the weights a training pass keeps, at most
 /// [`crate::kernels::KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
@@ -57,8 +56,8 @@ pub fn memory_budget() -> u64 {
 /// training pass keeps all of it for the backward pass and allocates as
 /// much again for gradients. Measured peak memory is lower (the CPU's
 /// `mnist-small` benchmark shape with `|S| = |Q| = 1024` is estimated at
-/// 2.5 GiB and peaks at 2.0 GiB with dropout, 1.8 GiB without), so the
-/// limits err on the safe side.
+/// 2.0 GiB and peaks at 1.8 GiB, with or without dropout), so the limits
+/// err on the safe side.
 pub fn pass_bytes(
     config: &ModelConfig,
     batch: usize,
@@ -67,28 +66,30 @@ pub fn pass_bytes(
     training: bool,
     fused_attention: bool,
 ) -> u64 {
-    let (b, s, q) = (batch as u64, observed as u64 + 1, queries as u64);
+    // In u128: sizes read from a command line may be absurd, and the
+    // estimate must then say "too much", not wrap around.
+    let (b, s, q) = (batch as u128, observed as u128 + 1, queries as u128);
     let (w, f, h) = (
-        config.width() as u64,
-        config.ff_dim as u64,
-        config.heads as u64,
+        config.width() as u128,
+        config.ff_dim as u128,
+        config.heads as u128,
     );
-    let (enc, dec) = (config.encoder_layers as u64, config.decoder_layers as u64);
-    let attention = |rows: u64| {
+    let (enc, dec) = (config.encoder_layers as u128, config.decoder_layers as u128);
+    let attention = |rows: u128| {
         let weights = b * h * rows * s;
         match (fused_attention, training) {
             (false, _) => 3 * weights,
-            (true, true) if 4 * weights <= crate::kernels::KEEP_WEIGHTS_MAX_BYTES as u64 => weights,
+            (true, true) if 4 * weights <= crate::kernels::KEEP_WEIGHTS_MAX_BYTES as u128 => {
+                weights
+            }
             // Only a few row chunks per thread.
             (true, _) => 0,
         }
     };
     // The distance bias copies each layer's queries and keys once more.
     let rows = if config.distance_bias { 14 } else { 12 };
-    // Dropout keeps both sub-layers' outputs and the hidden layer once more.
-    let (rows, hidden) = if training { (rows + 2, 3) } else { (rows, 2) };
-    let encoder = enc * (attention(s) + rows * b * s * w + hidden * b * s * f);
-    let decoder = dec * (attention(q) + rows * b * q * w + hidden * b * q * f);
+    let encoder = enc * (attention(s) + rows * b * s * w + 2 * b * s * f);
+    let decoder = dec * (attention(q) + rows * b * q * w + 2 * b * q * f);
     // The nearest-value hint's inputs and embedding, once per pass.
     let hint = if config.nearest_value {
         2 * b * q * w
@@ -101,7 +102,7 @@ pub fn pass_bytes(
         } else {
             (encoder + decoder) / enc.max(1) * 2
         };
-    4 * floats
+    u64::try_from(4 * floats).unwrap_or(u64::MAX)
 }
 
 /// The largest observation set `n` for which a pass over `batch` signals with

@@ -29,7 +29,7 @@ use crate::{
 /// The settings of a training run, stored in its checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainSettings {
-    /// Seed for model initialisation and for the data stream.
+    /// Seed for model initialisation, the data stream and dropout's masks.
     pub seed: u64,
     /// Signals per batch.
     pub batch_size: usize,
@@ -261,6 +261,12 @@ pub fn train<
     }
     Dropout::validate_rate(state.settings.dropout)?;
     let sets = &state.settings.sets;
+    if sets.max_observed > 1 << 30 {
+        return Err(Error::invalid(format!(
+            "the largest training set ({}) is beyond any memory",
+            sets.max_observed
+        )));
+    }
     if sets.min_observed > sets.max_observed {
         return Err(Error::invalid(format!(
             "the smallest training set ({}) is above the largest ({})",

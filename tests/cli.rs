@@ -163,6 +163,12 @@ fn bad_command_lines_get_clear_errors() {
         run(&["train", "--max-observed", "100000000", "--out", out]).unwrap_err()
     );
     assert!(err.contains("working memory"), "{err}");
+    let huge = usize::MAX.to_string();
+    let err = format!(
+        "{:#}",
+        run(&["train", "--max-observed", &huge, "--out", out]).unwrap_err()
+    );
+    assert!(err.contains("beyond any memory"), "{err}");
     // A dropout rate that is not a probability below 1.
     for rate in ["--dropout=1", "--dropout=-0.5", "--dropout=NaN"] {
         let err = format!("{:#}", run(&["train", rate, "--out", out]).unwrap_err());

@@ -113,7 +113,7 @@ fn training_steps_agree() {
     let (mut cpu, mut gpu) = models();
     let (mut ac, mut ag) = (Adam::new(1e-3), Adam::new(1e-3));
     let mut rng = ChaCha8Rng::seed_from_u64(4);
-    for _ in 0..3 {
+    for step in 0..3 {
         let (sets, queries, targets) = batch(&mut rng, &[8, 8, 30]);
         let examples: Vec<Example<2, 1>> = sets
             .into_iter()
@@ -125,9 +125,14 @@ fn training_steps_agree() {
                 targets: t.to_vec(),
             })
             .collect();
-        // The trainer's own step on both devices.
-        let lc = train_step(&mut cpu, &mut ac, &examples, None).unwrap();
-        let lg = train_step(&mut gpu, &mut ag, &examples, None).unwrap();
+        // The trainer's own step on both devices, with dropout (whose mask
+        // is the same on every device) from the second step.
+        let dropout = (step > 0).then_some(pixel_transformer::Dropout {
+            rate: 0.2,
+            seed: step,
+        });
+        let lc = train_step(&mut cpu, &mut ac, &examples, dropout).unwrap();
+        let lg = train_step(&mut gpu, &mut ag, &examples, dropout).unwrap();
         close("loss", &[lc], &[lg]);
     }
     for ((pc, pg), name) in cpu.params().iter().zip(gpu.params()).zip(cpu.param_names()) {
