@@ -292,25 +292,24 @@ fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
     v
 }
 
-/// Runs `f` with the gradient of `out` lent to it: moved out of `grads`
-/// (no copy, unlike `to_vec`) and put back afterwards, also on error. A
-/// backward op reads its output's gradient while it adds to its inputs'
-/// gradients, and dfdx's public API lends only one gradient at a time.
-fn with_output_gradient<S: Shape, R>(
+/// Runs `f` with the gradient of an op's output lent to it: moved out of
+/// `grads` (no copy, unlike `to_vec`) and put back afterwards, also on
+/// error. A backward op reads its output's gradient while it adds to its
+/// inputs' gradients, and dfdx's public API lends only one gradient at a
+/// time. `slot` finds the output's gradient, e.g.
+/// `|g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v)` for a ghost `out_id`
+/// (dfdx does not export the ghost type, so this takes a closure); `len`
+/// is the output's element count.
+fn with_output_gradient<R>(
     grads: &mut Gradients<f32, Cpu>,
-    out: &Tensor<S, f32, Cpu>,
+    slot: impl for<'g> Fn(&'g mut Gradients<f32, Cpu>) -> Result<&'g mut Vec<f32>, CpuError>,
+    len: usize,
     f: impl FnOnce(&mut Gradients<f32, Cpu>, &[f32]) -> Result<R, CpuError>,
 ) -> Result<R, CpuError> {
-    let slot: &mut Vec<f32> = grads.get_or_alloc_mut(out)?;
-    let dy = std::mem::take(slot);
-    debug_assert_eq!(
-        dy.len(),
-        out.shape().num_elements(),
-        "an output's gradient was already lent"
-    );
+    let dy = std::mem::take(slot(grads)?);
+    debug_assert_eq!(dy.len(), len, "an output's gradient was already lent");
     let result = f(grads, &dy);
-    let slot: &mut Vec<f32> = grads.get_or_alloc_mut(out)?;
-    *slot = dy;
+    *slot(grads)? = dy;
     result
 }
 
@@ -441,41 +440,48 @@ impl Backend for Cpu {
         if !T::OWNS_TAPE {
             return out.put_tape(tape);
         }
-        let (x_id, w_id, b_id, out_id) = (x.clone(), weight.clone(), bias.clone(), out.clone());
+        // Ghosts: the backward pass reads the host copies, and needs only
+        // the tensors' identities to find their gradients.
+        let (x_id, w_id, b_id, out_id) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            with_output_gradient(grads, &out_id, |grads, dy| {
-                let dx = grads.get_or_alloc_mut(&x_id)?;
-                // dx += dy · weightᵀ
-                unsafe {
-                    product_par(
-                        (rows, k, n),
-                        (dx.as_mut_ptr(), k, 1),
-                        true,
-                        (dy.as_ptr(), n, 1),
-                        (wh.as_ptr(), 1, n),
-                        1.0,
-                        par,
-                    )
-                };
-                let dw = grads.get_or_alloc_mut(&w_id)?;
-                // dweight += xᵀ · dy
-                unsafe {
-                    product_par(
-                        (k, n, rows),
-                        (dw.as_mut_ptr(), n, 1),
-                        true,
-                        (xh.as_ptr(), 1, k),
-                        (dy.as_ptr(), n, 1),
-                        1.0,
-                        par,
-                    )
-                };
-                let db = grads.get_or_alloc_mut(&b_id)?;
-                for row in dy.chunks_exact(n) {
-                    accumulate(db, row);
-                }
-                Ok(())
-            })
+            with_output_gradient(
+                grads,
+                |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+                out_id.shape().num_elements(),
+                |grads, dy| {
+                    let dx = grads.get_or_alloc_mut(&x_id)?;
+                    // dx += dy · weightᵀ
+                    unsafe {
+                        product_par(
+                            (rows, k, n),
+                            (dx.as_mut_ptr(), k, 1),
+                            true,
+                            (dy.as_ptr(), n, 1),
+                            (wh.as_ptr(), 1, n),
+                            1.0,
+                            par,
+                        )
+                    };
+                    let dw = grads.get_or_alloc_mut(&w_id)?;
+                    // dweight += xᵀ · dy
+                    unsafe {
+                        product_par(
+                            (k, n, rows),
+                            (dw.as_mut_ptr(), n, 1),
+                            true,
+                            (xh.as_ptr(), 1, k),
+                            (dy.as_ptr(), n, 1),
+                            1.0,
+                            par,
+                        )
+                    };
+                    let db = grads.get_or_alloc_mut(&b_id)?;
+                    for row in dy.chunks_exact(n) {
+                        accumulate(db, row);
+                    }
+                    Ok(())
+                },
+            )
         });
         out.put_tape(tape)
     }
@@ -490,15 +496,15 @@ impl Backend for Cpu {
             // Ghosts: the backward pass needs the tensors' identities, not their data.
             let (x_id, out_id) = (x.ghost(), out.ghost());
             tape.add_backward_op(move |grads| {
-                // As `with_output_gradient`, for ghosts: lend dy, put it back.
-                let slot: &mut Vec<f32> = grads.get_or_alloc_mut(&out_id)?;
-                let dy = std::mem::take(slot);
-                let result = grads
-                    .get_or_alloc_mut(&x_id)
-                    .map(|dx| dropout_pass(dx, Some(&dy), seed, rate));
-                let slot: &mut Vec<f32> = grads.get_or_alloc_mut(&out_id)?;
-                *slot = dy;
-                result
+                with_output_gradient(
+                    grads,
+                    |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+                    out_id.shape().num_elements(),
+                    |grads, dy| {
+                        dropout_pass(grads.get_or_alloc_mut(&x_id)?, Some(dy), seed, rate);
+                        Ok(())
+                    },
+                )
             });
         }
         out.put_tape(tape)
@@ -533,38 +539,43 @@ impl Backend for Cpu {
         let mut out = xhat.clone();
         scale_shift_rows(&mut out, &g, &s);
         let out = x.device().tensor_from_vec(out, (rows, n));
-        let (x_id, g_id, s_id, out_id) = (x.clone(), gain.clone(), shift.clone(), out.clone());
+        let (x_id, g_id, s_id, out_id) = (x.ghost(), gain.ghost(), shift.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
-            with_output_gradient(grads, &out_id, |grads, dy| {
-                // dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·gain.
-                let mut dx = dy.to_vec();
-                let body = |i: usize, r: &mut [f32]| {
-                    let xh = &xhat[i * n..(i + 1) * n];
-                    let (mut m1, mut m2) = (0.0f32, 0.0f32);
-                    for j in 0..n {
-                        let gh = r[j] * g[j];
-                        r[j] = gh;
-                        m1 += gh;
-                        m2 += gh * xh[j];
+            with_output_gradient(
+                grads,
+                |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+                out_id.shape().num_elements(),
+                |grads, dy| {
+                    // dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·gain.
+                    let mut dx = dy.to_vec();
+                    let body = |i: usize, r: &mut [f32]| {
+                        let xh = &xhat[i * n..(i + 1) * n];
+                        let (mut m1, mut m2) = (0.0f32, 0.0f32);
+                        for j in 0..n {
+                            let gh = r[j] * g[j];
+                            r[j] = gh;
+                            m1 += gh;
+                            m2 += gh * xh[j];
+                        }
+                        let (m1, m2) = (m1 / n as f32, m2 / n as f32);
+                        for j in 0..n {
+                            r[j] = rstd[i] * (r[j] - m1 - xh[j] * m2);
+                        }
+                    };
+                    for_rows(&mut dx, n, body);
+                    accumulate(grads.get_or_alloc_mut(&x_id)?, &dx);
+                    let (mut dg, mut ds) = (vec![0.0f32; n], vec![0.0f32; n]);
+                    for (row, xh) in dy.chunks_exact(n).zip(xhat.chunks_exact(n)) {
+                        for j in 0..n {
+                            dg[j] += row[j] * xh[j];
+                            ds[j] += row[j];
+                        }
                     }
-                    let (m1, m2) = (m1 / n as f32, m2 / n as f32);
-                    for j in 0..n {
-                        r[j] = rstd[i] * (r[j] - m1 - xh[j] * m2);
-                    }
-                };
-                for_rows(&mut dx, n, body);
-                accumulate(grads.get_or_alloc_mut(&x_id)?, &dx);
-                let (mut dg, mut ds) = (vec![0.0f32; n], vec![0.0f32; n]);
-                for (row, xh) in dy.chunks_exact(n).zip(xhat.chunks_exact(n)) {
-                    for j in 0..n {
-                        dg[j] += row[j] * xh[j];
-                        ds[j] += row[j];
-                    }
-                }
-                accumulate(grads.get_or_alloc_mut(&g_id)?, &dg);
-                accumulate(grads.get_or_alloc_mut(&s_id)?, &ds);
-                Ok(())
-            })
+                    accumulate(grads.get_or_alloc_mut(&g_id)?, &dg);
+                    accumulate(grads.get_or_alloc_mut(&s_id)?, &ds);
+                    Ok(())
+                },
+            )
         });
         out.put_tape(tape)
     }
@@ -646,42 +657,47 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     if !T::OWNS_TAPE {
         return out.put_tape(tape);
     }
-    let (q_id, k_id, v_id, out_id) = (q.clone(), k.clone(), v.clone(), out.clone());
+    let (q_id, k_id, v_id, out_id) = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
     tape.add_backward_op(move |grads| {
-        with_output_gradient(grads, &out_id, |grads, dout| {
-            let (mut dq, mut dkk, mut dvv) = (
-                vec![0.0; qh.len()],
-                vec![0.0; kh.len()],
-                vec![0.0; vh.len()],
-            );
-            let ptrs = (
-                SharedMut(dq.as_mut_ptr()),
-                SharedMut(dkk.as_mut_ptr()),
-                SharedMut(dvv.as_mut_ptr()),
-            );
-            let chunk = dims.chunk_rows() * sk;
-            let scratch = || {
-                let recompute = if kept.is_some() { 0 } else { chunk };
-                (vec![0.0f32; recompute], vec![0.0f32; chunk])
-            };
-            (0..b * h)
-                .into_par_iter()
-                .for_each_init(scratch, |(p, ds), task| {
-                    let i = task / h;
-                    let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
-                    let kept = kept
-                        .as_ref()
-                        .map(|all| &all[task * block..(task + 1) * block]);
-                    let inputs = (&qh[..], &kh[..], &vh[..], dout);
-                    // SAFETY: task (i, j) writes only its own item's rows and
-                    // head's columns of dq, dk and dv.
-                    unsafe { dims.backward(task, inputs, s.scale, kb, kept, p, ds, ptrs) };
-                });
-            accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
-            accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
-            accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
-            Ok(())
-        })
+        with_output_gradient(
+            grads,
+            |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+            out_id.shape().num_elements(),
+            |grads, dout| {
+                let (mut dq, mut dkk, mut dvv) = (
+                    vec![0.0; qh.len()],
+                    vec![0.0; kh.len()],
+                    vec![0.0; vh.len()],
+                );
+                let ptrs = (
+                    SharedMut(dq.as_mut_ptr()),
+                    SharedMut(dkk.as_mut_ptr()),
+                    SharedMut(dvv.as_mut_ptr()),
+                );
+                let chunk = dims.chunk_rows() * sk;
+                let scratch = || {
+                    let recompute = if kept.is_some() { 0 } else { chunk };
+                    (vec![0.0f32; recompute], vec![0.0f32; chunk])
+                };
+                (0..b * h)
+                    .into_par_iter()
+                    .for_each_init(scratch, |(p, ds), task| {
+                        let i = task / h;
+                        let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
+                        let kept = kept
+                            .as_ref()
+                            .map(|all| &all[task * block..(task + 1) * block]);
+                        let inputs = (&qh[..], &kh[..], &vh[..], dout);
+                        // SAFETY: task (i, j) writes only its own item's rows and
+                        // head's columns of dq, dk and dv.
+                        unsafe { dims.backward(task, inputs, s.scale, kb, kept, p, ds, ptrs) };
+                    });
+                accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
+                accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
+                accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
+                Ok(())
+            },
+        )
     });
     out.put_tape(tape)
 }

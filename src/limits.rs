@@ -56,7 +56,7 @@ pub fn memory_budget() -> u64 {
 /// training pass keeps all of it for the backward pass and allocates as
 /// much again for gradients. Measured peak memory is lower (the CPU's
 /// `mnist-small` benchmark shape with `|S| = |Q| = 1024` is estimated at
-/// 2.0 GiB and peaks at 1.8 GiB, with or without dropout), so the limits
+/// 2.0 GiB and peaks at 1.4 GiB, with or without dropout), so the limits
 /// err on the safe side.
 pub fn pass_bytes(
     config: &ModelConfig,
