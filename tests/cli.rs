@@ -11,6 +11,11 @@ fn run(args: &[&str]) -> anyhow::Result<()> {
     run_with::<1, 1, PolynomialDomain>(Cli::<PolynomialArgs>::try_parse_from(argv)?)
 }
 
+/// The whole error chain of a command line that must fail.
+fn error_of(args: &[&str]) -> String {
+    format!("{:#}", run(args).unwrap_err())
+}
+
 #[test]
 fn train_sample_eval_predict_and_resume_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -31,10 +36,9 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
     assert!(dir.path().join("checkpoint.safetensors").exists());
     assert!(dir.path().join("checkpoint.json").exists());
     // A second fresh run into the same folder is refused unless asked for.
-    let err = format!(
-        "{:#}",
-        run(&["train", "--preset", "tiny", "--steps", "6", "--out", out, "--quiet"]).unwrap_err()
-    );
+    let err = error_of(&[
+        "train", "--preset", "tiny", "--steps", "6", "--out", out, "--quiet",
+    ]);
     assert!(
         err.contains("--resume") && err.contains("--overwrite"),
         "{err}"
@@ -93,7 +97,7 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
     )
     .unwrap();
     let bad_out = dir.path().join("bad.jsonl");
-    let err = run(&[
+    let msg = error_of(&[
         "predict",
         "--out",
         out,
@@ -101,9 +105,7 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
         requests.to_str().unwrap(),
         "--output",
         bad_out.to_str().unwrap(),
-    ])
-    .unwrap_err();
-    let msg = format!("{err:#}");
+    ]);
     assert!(
         msg.contains("requests.jsonl") && msg.contains("line 2"),
         "{msg}"
@@ -116,62 +118,40 @@ fn bad_command_lines_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
     // Nothing to load yet.
-    let err = format!("{:#}", run(&["eval", "--out", out]).unwrap_err());
+    let err = error_of(&["eval", "--out", out]);
     assert!(err.contains("checkpoint.safetensors"), "{err}");
     // Nothing to resume.
-    let err = format!(
-        "{:#}",
-        run(&["train", "--resume", "--out", out]).unwrap_err()
-    );
+    let err = error_of(&["train", "--resume", "--out", out]);
     assert!(err.contains("resume"), "{err}");
     // Bad domain option.
-    let err = format!(
-        "{:#}",
-        run(&["train", "--noise=-1", "--out", out]).unwrap_err()
-    );
+    let err = error_of(&["train", "--noise=-1", "--out", out]);
     assert!(err.contains("noise"), "{err}");
     // Unknown preset is a parse error.
     assert!(run(&["train", "--preset", "huge"]).is_err());
     // No bins at all.
-    let err = format!(
-        "{:#}",
-        run(&["train", "--bins", "0", "--out", out]).unwrap_err()
-    );
+    let err = error_of(&["train", "--bins", "0", "--out", out]);
     assert!(err.contains("--bins"), "{err}");
     // Observation set sizes upside down, or beyond any memory.
-    let err = format!(
-        "{:#}",
-        run(&[
-            "train",
-            "--min-observed",
-            "9",
-            "--max-observed",
-            "3",
-            "--out",
-            out
-        ])
-        .unwrap_err()
-    );
+    let err = error_of(&[
+        "train",
+        "--min-observed",
+        "9",
+        "--max-observed",
+        "3",
+        "--out",
+        out,
+    ]);
     assert!(err.contains("--min-observed 9"), "{err}");
-    let err = format!(
-        "{:#}",
-        run(&["train", "--min-observed", "30", "--out", out]).unwrap_err()
-    );
+    let err = error_of(&["train", "--min-observed", "30", "--out", out]);
     assert!(err.contains("smallest training set (30)"), "{err}");
-    let err = format!(
-        "{:#}",
-        run(&["train", "--max-observed", "100000000", "--out", out]).unwrap_err()
-    );
+    let err = error_of(&["train", "--max-observed", "100000000", "--out", out]);
     assert!(err.contains("working memory"), "{err}");
     let huge = usize::MAX.to_string();
-    let err = format!(
-        "{:#}",
-        run(&["train", "--max-observed", &huge, "--out", out]).unwrap_err()
-    );
+    let err = error_of(&["train", "--max-observed", &huge, "--out", out]);
     assert!(err.contains("beyond any memory"), "{err}");
     // A dropout rate that is not a probability below 1.
     for rate in ["--dropout=1", "--dropout=-0.5", "--dropout=NaN"] {
-        let err = format!("{:#}", run(&["train", rate, "--out", out]).unwrap_err());
+        let err = error_of(&["train", rate, "--out", out]);
         assert!(
             err.contains("--dropout") && err.contains("below 1"),
             "{err}"
@@ -193,7 +173,7 @@ fn bins_on_the_command_line_choose_the_output_distribution() {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn cuda_without_the_feature_says_how_to_build_it() {
-    let err = format!("{:#}", run(&["eval", "--device", "cuda"]).unwrap_err());
+    let err = error_of(&["eval", "--device", "cuda"]);
     assert!(err.contains("--features cuda"), "{err}");
 }
 
@@ -265,21 +245,12 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
     );
 
     // The architecture is the checkpoint's; a run may not replace its source.
-    let err = format!(
-        "{:#}",
-        run(&[&from_base[..], &["--preset", "small", "--out", &path("x")]].concat()).unwrap_err()
-    );
+    let err = error_of(&[&from_base[..], &["--preset", "small", "--out", &path("x")]].concat());
     assert!(err.contains("--preset") && err.contains("base"), "{err}");
-    let err = format!(
-        "{:#}",
-        run(&[&from_base[..], &["--overwrite", "--out", &base]].concat()).unwrap_err()
-    );
+    let err = error_of(&[&from_base[..], &["--overwrite", "--out", &base]].concat());
     assert!(err.contains("would overwrite them"), "{err}");
     let missing = path("missing");
-    let err = format!(
-        "{:#}",
-        run(&["train", "--checkpoint", &missing, "--out", &path("y")]).unwrap_err()
-    );
+    let err = error_of(&["train", "--checkpoint", &missing, "--out", &path("y")]);
     assert!(err.contains("missing"), "{err}");
 }
 
@@ -306,7 +277,7 @@ fn the_main_job_replaces_only_a_run_it_would_write_again() {
     // A longer run trained there is kept, and the error says how to use it.
     let train = |extra: &[&str]| run(&[&["train", "--overwrite"], &tiny[..], extra].concat());
     train(&["--steps", "5"]).unwrap();
-    let err = format!("{:#}", run(&main_job).unwrap_err());
+    let err = error_of(&main_job);
     assert!(
         err.contains("5 steps") && err.contains("--checkpoint"),
         "{err}"
@@ -323,7 +294,7 @@ fn the_main_job_replaces_only_a_run_it_would_write_again() {
         (&["--bins", "3"], "output bins"),
     ] {
         train(&[&["--steps", "3"], other].concat()).unwrap();
-        let err = format!("{:#}", run(&main_job).unwrap_err());
+        let err = error_of(&main_job);
         assert!(
             err.contains("other settings") && err.contains(named),
             "{other:?}: {err}"
