@@ -283,13 +283,133 @@ pub mod composed {
 #[cfg(feature = "cuda")]
 impl Backend for Cuda {}
 
-/// Copies a tensor's logical contents to the host: a straight memory copy,
-/// after making it contiguous (a no-op for tensors that already are).
-fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> Vec<f32> {
-    let c = t.clone().contiguous();
-    let mut v = vec![0.0; c.shape().num_elements()];
-    c.copy_into(&mut v);
+/// A CPU tensor's elements, read in place: a clone of the tensor (its
+/// storage is reference-counted, so no element is copied) that lends them
+/// as a slice. A backward pass that keeps one keeps the forward pass's
+/// memory alive, no more.
+struct HostView<S: Shape>(Tensor<S, f32, Cpu>);
+
+impl<S: Shape> std::ops::Deref for HostView<S> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        self.0
+            .contiguous_slice()
+            .expect("host() made the tensor contiguous")
+    }
+}
+
+/// Lends a tensor's elements in row-major order, copying them only when
+/// its layout is not contiguous (broadcast or permuted). dfdx 0.13 lends no
+/// slice of a tensor; the project's copy of it adds `contiguous_slice`
+/// (vendor/README.md).
+fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> HostView<S> {
+    let t = t.clone();
+    if t.contiguous_slice().is_some() {
+        HostView(t)
+    } else {
+        HostView(t.contiguous())
+    }
+}
+
+/// A tensor's elements to update in place (copied first only if its
+/// storage is shared or not contiguous).
+fn host_mut<S: Shape>(t: &mut Tensor<S, f32, Cpu>) -> &mut [f32] {
+    if t.contiguous_slice().is_none() {
+        *t = t.clone().contiguous();
+    }
+    t.contiguous_slice_mut()
+        .expect("a contiguous tensor lends its elements")
+}
+
+/// Elements per parallel task when building a new buffer.
+const BUILD_CHUNK: usize = PARALLEL_MIN / 4;
+
+/// A new buffer of `len` floats, built in parallel when large:
+/// `fill(offset, chunk)` overwrites consecutive chunks of `chunk` elements
+/// (the last may be shorter), handed to it zeroed. `vec![0.0; len]` would
+/// zero the whole buffer on the calling thread while the other threads
+/// wait; here each task zeroes its own chunk, in cache, just before
+/// filling it.
+fn par_build(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    if len < PARALLEL_MIN {
+        let mut v = vec![0.0; len];
+        v.chunks_mut(chunk.max(1))
+            .enumerate()
+            .for_each(|(i, c)| fill(i * chunk, c));
+        return v;
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| {
+            for x in c.iter_mut() {
+                x.write(0.0);
+            }
+            // SAFETY: every element of `c` was initialised just above, and
+            // `MaybeUninit<f32>` has the layout of `f32`.
+            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
+            fill(i * chunk, c);
+        });
+    // SAFETY: the chunks cover the first `len` elements, all initialised above.
+    unsafe { v.set_len(len) };
     v
+}
+
+/// `len` zeros, written in parallel when large (see [`par_build`]).
+fn par_zeros(len: usize) -> Vec<f32> {
+    par_build(len, BUILD_CHUNK, |_, _| {})
+}
+
+/// A copy of `src`, written in parallel when large.
+fn par_copy(src: &[f32]) -> Vec<f32> {
+    par_build(src.len(), BUILD_CHUNK, |at, c| {
+        c.copy_from_slice(&src[at..at + c.len()])
+    })
+}
+
+/// `row` repeated `rows` times, written in parallel when large.
+fn par_repeat(row: &[f32], rows: usize) -> Vec<f32> {
+    let n = row.len().max(1);
+    par_build(row.len() * rows, n * (BUILD_CHUNK / n).max(1), |_, c| {
+        for r in c.chunks_exact_mut(n) {
+            r.copy_from_slice(row);
+        }
+    })
+}
+
+/// Per-column sums of `data` (rows of `width`), and with `weights` (same
+/// shape) the per-column sums of `data · weights` too; in parallel over
+/// row blocks when large. The bias and layer-norm gradients.
+fn column_sums(data: &[f32], weights: Option<&[f32]>, width: usize) -> (Vec<f32>, Vec<f32>) {
+    let block = width * (BUILD_CHUNK / width.max(1)).max(1);
+    let sums = |(b, rows): (usize, &[f32])| {
+        let (mut plain, mut weighted) = (vec![0.0f32; width], vec![0.0f32; width]);
+        for (r, row) in rows.chunks_exact(width).enumerate() {
+            accumulate(&mut plain, row);
+            if let Some(w) = weights {
+                let at = b * block + r * width;
+                for ((acc, x), w) in weighted.iter_mut().zip(row).zip(&w[at..at + width]) {
+                    *acc += x * w;
+                }
+            }
+        }
+        (plain, weighted)
+    };
+    let add = |(mut a, mut b): (Vec<f32>, Vec<f32>), (c, d): (Vec<f32>, Vec<f32>)| {
+        accumulate(&mut a, &c);
+        accumulate(&mut b, &d);
+        (a, b)
+    };
+    let zero = || (vec![0.0f32; width], vec![0.0f32; width]);
+    if data.len() >= PARALLEL_MIN {
+        data.par_chunks(block)
+            .enumerate()
+            .map(sums)
+            .reduce(zero, add)
+    } else {
+        data.chunks(block).enumerate().map(sums).fold(zero(), add)
+    }
 }
 
 /// Runs `f` with the gradient of an op's output lent to it: moved out of
@@ -380,7 +500,8 @@ impl Backend for Cpu {
     ) {
         // One fused pass instead of ten element-wise tensor ops, each of which
         // would allocate a parameter-sized buffer.
-        let (g, mut p, mut mm, mut vv) = (host(&grad), host(param), host(m), host(v));
+        let g = host(&grad);
+        let (p, mm, vv) = (host_mut(param), host_mut(m), host_mut(v));
         let update = |((p, m), v): ((&mut f32, &mut f32), &mut f32), g: &f32| {
             *m = h.beta1 * *m + (1.0 - h.beta1) * g;
             *v = h.beta2 * *v + (1.0 - h.beta2) * g * g;
@@ -399,9 +520,6 @@ impl Backend for Cpu {
                 .zip(g.iter())
                 .for_each(|(a, g)| update(a, g));
         }
-        param.copy_from(&p);
-        m.copy_from(&mm);
-        v.copy_from(&vv);
     }
 
     fn linear<T: Tape<f32, Self>>(
@@ -421,7 +539,7 @@ impl Backend for Cpu {
             "linear layer shapes do not match"
         );
         let (xh, wh) = (host(&x), host(weight));
-        let mut out = host(bias).repeat(rows);
+        let mut out = par_repeat(&host(bias), rows);
         let par = parallelism(rows * n * k);
         // SAFETY (all products here): every pointer covers the row-major
         // matrix its shape and strides describe.
@@ -440,8 +558,8 @@ impl Backend for Cpu {
         if !T::OWNS_TAPE {
             return out.put_tape(tape);
         }
-        // Ghosts: the backward pass reads the host copies, and needs only
-        // the tensors' identities to find their gradients.
+        // Ghosts: the backward pass reads the inputs through their views,
+        // and needs only the tensors' identities to find their gradients.
         let (x_id, w_id, b_id, out_id) = (x.ghost(), weight.ghost(), bias.ghost(), out.ghost());
         tape.add_backward_op(move |grads| {
             with_output_gradient(
@@ -475,10 +593,8 @@ impl Backend for Cpu {
                             par,
                         )
                     };
-                    let db = grads.get_or_alloc_mut(&b_id)?;
-                    for row in dy.chunks_exact(n) {
-                        accumulate(db, row);
-                    }
+                    let (db, _) = column_sums(dy, None, n);
+                    accumulate(grads.get_or_alloc_mut(&b_id)?, &db);
                     Ok(())
                 },
             )
@@ -489,8 +605,8 @@ impl Backend for Cpu {
     fn dropout<T: Tape<f32, Self>>(x: Flat<Self, T>, rate: f32, seed: u64) -> Flat<Self, T> {
         let (x, mut tape) = x.split_tape();
         let shape = *x.shape();
-        let mut out = host(&x);
-        dropout_pass(&mut out, None, seed, rate);
+        let mut out = par_zeros(shape.num_elements());
+        dropout_pass(&mut out, Some(&host(&x)[..]), seed, rate);
         let out = x.device().tensor_from_vec(out, shape);
         if T::OWNS_TAPE {
             // Ghosts: the backward pass needs the tensors' identities, not their data.
@@ -519,7 +635,7 @@ impl Backend for Cpu {
         let (x, mut tape) = x.split_tape();
         let (rows, n) = *x.shape();
         let (g, s) = (host(gain), host(shift));
-        let mut xhat = host(&x);
+        let mut xhat = par_copy(&host(&x));
         if !T::OWNS_TAPE {
             for_rows(&mut xhat, n, |_, r| {
                 normalise_row(r, Some((&g, &s)), eps);
@@ -536,7 +652,7 @@ impl Backend for Cpu {
                 .map(|r| normalise_row(r, None, eps))
                 .collect()
         };
-        let mut out = xhat.clone();
+        let mut out = par_copy(&xhat);
         scale_shift_rows(&mut out, &g, &s);
         let out = x.device().tensor_from_vec(out, (rows, n));
         let (x_id, g_id, s_id, out_id) = (x.ghost(), gain.ghost(), shift.ghost(), out.ghost());
@@ -547,7 +663,7 @@ impl Backend for Cpu {
                 out_id.shape().num_elements(),
                 |grads, dy| {
                     // dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·gain.
-                    let mut dx = dy.to_vec();
+                    let mut dx = par_copy(dy);
                     let body = |i: usize, r: &mut [f32]| {
                         let xh = &xhat[i * n..(i + 1) * n];
                         let (mut m1, mut m2) = (0.0f32, 0.0f32);
@@ -564,13 +680,7 @@ impl Backend for Cpu {
                     };
                     for_rows(&mut dx, n, body);
                     accumulate(grads.get_or_alloc_mut(&x_id)?, &dx);
-                    let (mut dg, mut ds) = (vec![0.0f32; n], vec![0.0f32; n]);
-                    for (row, xh) in dy.chunks_exact(n).zip(xhat.chunks_exact(n)) {
-                        for j in 0..n {
-                            dg[j] += row[j] * xh[j];
-                            ds[j] += row[j];
-                        }
-                    }
+                    let (ds, dg) = column_sums(dy, Some(&xhat), n);
                     accumulate(grads.get_or_alloc_mut(&g_id)?, &dg);
                     accumulate(grads.get_or_alloc_mut(&s_id)?, &ds);
                     Ok(())
@@ -625,7 +735,7 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     let dims = HeadDims { h, sq, sk, dk, dv };
     let (qh, kh, vh) = (host(&q), host(&k), host(&v));
     let bias = key_bias.map(host);
-    let mut out = vec![0.0f32; b * sq * h * dv];
+    let mut out = par_zeros(b * sq * h * dv);
     let out_ptr = SharedMut(out.as_mut_ptr());
     let forward = |task: usize, p: &mut [f32]| {
         let i = task / h;
@@ -640,12 +750,10 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     let block = sq * sk;
     let keep = T::OWNS_TAPE && b * h * block * 4 <= keep_max_bytes;
     let kept = if keep {
-        let mut probs = vec![0.0f32; b * h * block];
-        probs
-            .par_chunks_mut(block.max(1))
-            .enumerate()
-            .for_each(|(task, p)| forward(task, p));
-        Some(probs)
+        // Each task zeroes and fills its own block.
+        Some(par_build(b * h * block, block, |at, p| {
+            forward(at / block.max(1), p)
+        }))
     } else {
         (0..b * h).into_par_iter().for_each_init(
             || vec![0.0f32; dims.chunk_rows() * sk],
@@ -665,9 +773,9 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
             out_id.shape().num_elements(),
             |grads, dout| {
                 let (mut dq, mut dkk, mut dvv) = (
-                    vec![0.0; qh.len()],
-                    vec![0.0; kh.len()],
-                    vec![0.0; vh.len()],
+                    par_zeros(qh.len()),
+                    par_zeros(kh.len()),
+                    par_zeros(vh.len()),
                 );
                 let ptrs = (
                     SharedMut(dq.as_mut_ptr()),
@@ -1276,6 +1384,80 @@ mod tests {
         for t in [&x, &g, &s] {
             close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
         }
+    }
+
+    #[test]
+    fn fused_kernels_match_dfdx_on_the_parallel_paths() {
+        // Sizes above PARALLEL_MIN, so buffers are built, copied and summed
+        // in parallel chunks (1100 rows of 64: the chunks split mid-row).
+        let dev = Cpu::default();
+        let x = rand_tensor(&dev, (1100, 64), 41);
+        let g = rand_tensor(&dev, (1, 64), 42);
+        let s = rand_tensor(&dev, (1, 64), 43);
+        let wt = rand_tensor(&dev, (64, 70), 44);
+        let b = rand_tensor(&dev, (1, 70), 45);
+        let up = rand_tensor(&dev, (1100, 70), 46);
+        let run = |fused: bool| {
+            let h = if fused {
+                Cpu::linear(Cpu::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &wt, &b)
+            } else {
+                composed::linear(composed::layer_norm(x.leaky_trace(), &g, &s, 1e-5), &wt, &b)
+            };
+            let loss = (h * up.clone()).sum();
+            (loss.array(), loss.backward())
+        };
+        let ((lf, gf), (lr, gr)) = (run(true), run(false));
+        close(&[lf], &[lr]);
+        for t in [&x, &g, &s, &wt, &b] {
+            close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
+        }
+    }
+
+    #[test]
+    fn fused_kernels_read_non_contiguous_inputs() {
+        // A transposed (permuted) input has no contiguous slice to lend:
+        // the kernel must copy it into row-major order first.
+        let dev = Cpu::default();
+        let xt = rand_tensor(&dev, (24, 37), 51);
+        let wt = rand_tensor(&dev, (24, 40), 52);
+        let b = rand_tensor(&dev, (1, 40), 53);
+        let x = || xt.clone().permute::<(usize, usize), Axes2<1, 0>>();
+        assert!(x().contiguous_slice().is_none());
+        close(
+            &Cpu::linear(x(), &wt, &b).as_vec(),
+            &composed::linear(x(), &wt, &b).as_vec(),
+        );
+    }
+
+    #[test]
+    fn fused_adam_matches_the_composed_update_and_copies_shared_state() {
+        // Large enough for the parallel path; m and v start as clones of one
+        // tensor (as in `Adam::step`), so updating one in place must not
+        // change the other.
+        let dev = Cpu::default();
+        let h = AdamStep {
+            step: 1e-2,
+            beta1: 0.9,
+            beta2: 0.999,
+            c2: 0.01,
+            eps: 1e-8,
+        };
+        let zeros: Param<Cpu> = dev.zeros_like(&(300, 256));
+        let (mut pf, mut pr) = (
+            rand_tensor(&dev, (300, 256), 61),
+            rand_tensor(&dev, (300, 256), 61),
+        );
+        let (mut mf, mut vf) = (zeros.clone(), zeros.clone());
+        let (mut mr, mut vr) = (zeros.clone(), zeros.clone());
+        for step in 0..2 {
+            let grad = rand_tensor(&dev, (300, 256), 62 + step);
+            Cpu::adam_update(&mut pf, grad.clone(), &mut mf, &mut vf, h);
+            composed::adam_update(&mut pr, grad, &mut mr, &mut vr, h);
+        }
+        for (f, r) in [(&pf, &pr), (&mf, &mr), (&vf, &vr)] {
+            close(&f.as_vec(), &r.as_vec());
+        }
+        assert!(zeros.as_vec().iter().all(|&z| z == 0.0));
     }
 
     #[test]
