@@ -13,7 +13,9 @@
 //! - [`Backend::layer_norm`], [`Backend::adam_update`]: one pass each, rows
 //!   in parallel;
 //! - [`Backend::dropout`]: one pass each way; the mask is a hash of the
-//!   element's index, recomputed in the backward pass instead of stored.
+//!   element's index, recomputed in the backward pass instead of stored;
+//! - [`Backend::add`] (the residual connections): in parallel, where dfdx's
+//!   runs on one thread.
 //!
 //! The products use the `gemm` crate's AVX-512 kernels (chosen at run time);
 //! the softmax loops are compiled for AVX-512 or AVX2 when the CPU has them.
@@ -97,6 +99,11 @@ pub trait Backend: Device<f32> {
         h: AdamStep,
     ) {
         composed::adam_update(param, grad, m, v, h)
+    }
+
+    /// `a + b` for two tensors of one shape: the residual connections.
+    fn add<T: Tape<f32, Self>>(a: Flat<Self, T>, b: Flat<Self, T>) -> Flat<Self, T> {
+        a + b
     }
 
     /// Dropout: each number of `x` is zeroed where [`dropout_keeps`] says no
@@ -599,6 +606,41 @@ impl Backend for Cpu {
                 },
             )
         });
+        out.put_tape(tape)
+    }
+
+    fn add<T: Tape<f32, Self>>(a: Flat<Self, T>, b: Flat<Self, T>) -> Flat<Self, T> {
+        // dfdx's addition runs on the calling thread, forward and backward,
+        // while the other threads wait; here both directions are parallel.
+        let (a, ta) = a.split_tape();
+        let (b, tb) = b.split_tape();
+        let mut tape = ta.merge(tb);
+        let shape = *a.shape();
+        assert_eq!(shape, *b.shape(), "adding tensors of different shapes");
+        let sum = {
+            let (ah, bh) = (host(&a), host(&b));
+            par_build(ah.len(), BUILD_CHUNK, |at, c| {
+                for ((o, x), y) in c.iter_mut().zip(&ah[at..]).zip(&bh[at..]) {
+                    *o = x + y;
+                }
+            })
+        };
+        let out = a.device().tensor_from_vec(sum, shape);
+        if T::OWNS_TAPE {
+            let (a_id, b_id, out_id) = (a.ghost(), b.ghost(), out.ghost());
+            tape.add_backward_op(move |grads| {
+                with_output_gradient(
+                    grads,
+                    |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+                    out_id.shape().num_elements(),
+                    |grads, dy| {
+                        accumulate(grads.get_or_alloc_mut(&a_id)?, dy);
+                        accumulate(grads.get_or_alloc_mut(&b_id)?, dy);
+                        Ok(())
+                    },
+                )
+            });
+        }
         out.put_tape(tape)
     }
 
@@ -1411,6 +1453,31 @@ mod tests {
         for t in [&x, &g, &s, &wt, &b] {
             close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
         }
+    }
+
+    #[test]
+    fn fused_add_matches_dfdx_forward_and_backward() {
+        // Parallel size; `x + x` accumulates both gradients into one.
+        let dev = Cpu::default();
+        let (a, b) = (
+            rand_tensor(&dev, (700, 100), 71),
+            rand_tensor(&dev, (700, 100), 72),
+        );
+        let up = rand_tensor(&dev, (700, 100), 73);
+        let fused = (Cpu::add(Cpu::add(a.leaky_trace(), b.leaky_trace()), a.leaky_trace())
+            * up.clone())
+        .sum();
+        let reference = ((a.leaky_trace() + b.leaky_trace() + a.leaky_trace()) * up).sum();
+        close(&[fused.array()], &[reference.array()]);
+        let (gf, gr) = (fused.backward(), reference.backward());
+        for t in [&a, &b] {
+            close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
+        }
+        let x = rand_tensor(&dev, (3, 5), 74);
+        close(
+            &Cpu::add(x.clone(), x.clone()).as_vec(),
+            &(x.clone() * 2.0).as_vec(),
+        );
     }
 
     #[test]

@@ -969,9 +969,9 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
                 key_bias.as_ref(),
                 encoder_distance.as_ref(),
             );
-            x = drop.apply(attended) + x;
+            x = D::add(drop.apply(attended), x);
             let h = self.norm(blk.ff_norm, x.with_empty_tape());
-            x = self.feed_forward(blk.ff, h, &mut drop) + x;
+            x = D::add(self.feed_forward(blk.ff, h, &mut drop), x);
         }
         let memory = self.norm(self.encoder_norm, x);
 
@@ -1022,9 +1022,9 @@ impl<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>> Model
                 key_bias.as_ref(),
                 decoder_distance.as_ref(),
             );
-            y = drop.apply(attended) + y;
+            y = D::add(drop.apply(attended), y);
             let h = self.norm(blk.ff_norm, y.with_empty_tape());
-            y = self.feed_forward(blk.ff, h, &mut drop) + y;
+            y = D::add(self.feed_forward(blk.ff, h, &mut drop), y);
         }
         let y = self.norm(self.decoder_norm, y);
         Ok(self.linear(self.head, y))
