@@ -368,11 +368,45 @@ fn par_zeros(len: usize) -> Vec<f32> {
     par_build(len, BUILD_CHUNK, |_, _| {})
 }
 
-/// A copy of `src`, written in parallel when large.
+/// `f(a[i], b[i])` for every `i`, written in parallel when large. Every
+/// element is written once, so, unlike [`par_build`], nothing is zeroed first.
+fn par_map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    assert_eq!(a.len(), b.len(), "element-wise inputs of different lengths");
+    if a.len() < PARALLEL_MIN {
+        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(a.len());
+    v.spare_capacity_mut()[..a.len()]
+        .par_chunks_mut(BUILD_CHUNK)
+        .zip(a.par_chunks(BUILD_CHUNK).zip(b.par_chunks(BUILD_CHUNK)))
+        .for_each(|(out, (a, b))| {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                o.write(f(x, y));
+            }
+        });
+    // SAFETY: the zipped chunks cover all `a.len()` elements, and the loop
+    // above wrote each one (the three slices have equal lengths).
+    unsafe { v.set_len(a.len()) };
+    v
+}
+
+/// A copy of `src`, written in parallel when large (nothing zeroed first).
 fn par_copy(src: &[f32]) -> Vec<f32> {
-    par_build(src.len(), BUILD_CHUNK, |at, c| {
-        c.copy_from_slice(&src[at..at + c.len()])
-    })
+    if src.len() < PARALLEL_MIN {
+        return src.to_vec();
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(src.len());
+    v.spare_capacity_mut()[..src.len()]
+        .par_chunks_mut(BUILD_CHUNK)
+        .zip(src.par_chunks(BUILD_CHUNK))
+        .for_each(|(out, src)| {
+            for (o, &x) in out.iter_mut().zip(src) {
+                o.write(x);
+            }
+        });
+    // SAFETY: the zipped chunks cover all `src.len()` elements, each written above.
+    unsafe { v.set_len(src.len()) };
+    v
 }
 
 /// `row` repeated `rows` times, written in parallel when large.
@@ -617,14 +651,7 @@ impl Backend for Cpu {
         let mut tape = ta.merge(tb);
         let shape = *a.shape();
         assert_eq!(shape, *b.shape(), "adding tensors of different shapes");
-        let sum = {
-            let (ah, bh) = (host(&a), host(&b));
-            par_build(ah.len(), BUILD_CHUNK, |at, c| {
-                for ((o, x), y) in c.iter_mut().zip(&ah[at..]).zip(&bh[at..]) {
-                    *o = x + y;
-                }
-            })
-        };
+        let sum = par_map2(&host(&a), &host(&b), |x, y| x + y);
         let out = a.device().tensor_from_vec(sum, shape);
         if T::OWNS_TAPE {
             let (a_id, b_id, out_id) = (a.ghost(), b.ghost(), out.ghost());
@@ -647,8 +674,8 @@ impl Backend for Cpu {
     fn dropout<T: Tape<f32, Self>>(x: Flat<Self, T>, rate: f32, seed: u64) -> Flat<Self, T> {
         let (x, mut tape) = x.split_tape();
         let shape = *x.shape();
-        let mut out = par_zeros(shape.num_elements());
-        dropout_pass(&mut out, Some(&host(&x)[..]), seed, rate);
+        let mut out = par_copy(&host(&x));
+        dropout_pass(&mut out, None, seed, rate);
         let out = x.device().tensor_from_vec(out, shape);
         if T::OWNS_TAPE {
             // Ghosts: the backward pass needs the tensors' identities, not their data.

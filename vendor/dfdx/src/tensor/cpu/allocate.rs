@@ -27,7 +27,7 @@ impl Cpu {
     ) -> Result<CachableVec<E>, CpuError> {
         let data = self.cache.try_pop::<E>(numel).map_or_else(
             #[cfg(feature = "fast-alloc")]
-            || Ok(std::vec![elem; numel]),
+            || Ok(filled_vec(numel, elem)),
             #[cfg(not(feature = "fast-alloc"))]
             || {
                 let mut data: Vec<E> = Vec::new();
@@ -45,7 +45,7 @@ impl Cpu {
                 // - ✅ "capacity needs to be the capacity that the pointer was allocated with."
                 // - ✅ "The allocated size in bytes must be no larger than isize::MAX. See the safety documentation of pointer::offset."
                 let mut data = unsafe { Vec::from_raw_parts(allocation.0 as *mut E, numel, numel) };
-                data.fill(elem);
+                fill(&mut data, elem);
                 Ok(data)
             },
         )?;
@@ -55,6 +55,43 @@ impl Cpu {
             cache: self.cache.clone(),
         })
     }
+}
+
+/// Buffers of at least this many elements are filled on rayon's threads.
+/// (Added by pixel-transformer, see `vendor/README.md`: every gradient
+/// starts as such a buffer of zeros, and filling it on the calling thread
+/// left the other cores idle.)
+#[cfg(feature = "cpu")]
+const PARALLEL_FILL_MIN: usize = 1 << 16;
+
+/// A new vector of `numel` copies of `elem`.
+fn filled_vec<E: Unit>(numel: usize, elem: E) -> Vec<E> {
+    #[cfg(feature = "cpu")]
+    if numel >= PARALLEL_FILL_MIN {
+        use rayon::prelude::*;
+        let mut data: Vec<E> = Vec::with_capacity(numel);
+        data.spare_capacity_mut()[..numel]
+            .par_chunks_mut(PARALLEL_FILL_MIN / 4)
+            .for_each(|c| c.iter_mut().for_each(|x| {
+                x.write(elem);
+            }));
+        // SAFETY: the loop above wrote all `numel` elements.
+        unsafe { data.set_len(numel) };
+        return data;
+    }
+    std::vec![elem; numel]
+}
+
+/// Sets every element of `data` to `elem`.
+fn fill<E: Unit>(data: &mut [E], elem: E) {
+    #[cfg(feature = "cpu")]
+    if data.len() >= PARALLEL_FILL_MIN {
+        use rayon::prelude::*;
+        data.par_chunks_mut(PARALLEL_FILL_MIN / 4)
+            .for_each(|c| c.fill(elem));
+        return;
+    }
+    data.fill(elem);
 }
 
 impl<E: Unit> ZerosTensor<E> for Cpu {
