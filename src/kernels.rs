@@ -27,6 +27,8 @@
 //! unit tests check the fused CPU kernels against those compositions, forward
 //! and backward.
 
+use std::mem::MaybeUninit;
+
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
@@ -301,7 +303,7 @@ impl<S: Shape> std::ops::Deref for HostView<S> {
     fn deref(&self) -> &[f32] {
         self.0
             .contiguous_slice()
-            .expect("host() made the tensor contiguous")
+            .expect("host() lends only dense tensors")
     }
 }
 
@@ -309,12 +311,19 @@ impl<S: Shape> std::ops::Deref for HostView<S> {
 /// its layout is not contiguous (broadcast or permuted). dfdx 0.13 lends no
 /// slice of a tensor; the project's copy of it adds `contiguous_slice`
 /// (vendor/README.md).
+///
+/// A kernel's gradient for an input is written in row-major order, which is
+/// the layout of the input's own gradient buffer only if the input is
+/// contiguous: so the kernels make their taped inputs contiguous *on the
+/// tape* first (`x.contiguous()`, free when it already is), and dfdx maps
+/// the gradient back to the original layout. Here, the copy only matters
+/// for parameters and inputs without a gradient.
 fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> HostView<S> {
-    let t = t.clone();
     if t.contiguous_slice().is_some() {
-        HostView(t)
+        HostView(t.clone())
     } else {
-        HostView(t.contiguous())
+        // `as_vec` reads in logical (row-major) order whatever the strides.
+        HostView(t.device().tensor_from_vec(t.as_vec(), *t.shape()))
     }
 }
 
@@ -322,106 +331,121 @@ fn host<S: Shape>(t: &Tensor<S, f32, Cpu>) -> HostView<S> {
 /// storage is shared or not contiguous).
 fn host_mut<S: Shape>(t: &mut Tensor<S, f32, Cpu>) -> &mut [f32] {
     if t.contiguous_slice().is_none() {
-        *t = t.clone().contiguous();
+        *t = t.device().tensor_from_vec(t.as_vec(), *t.shape());
     }
     t.contiguous_slice_mut()
-        .expect("a contiguous tensor lends its elements")
+        .expect("a dense tensor lends its elements")
 }
 
 /// Elements per parallel task when building a new buffer.
 const BUILD_CHUNK: usize = PARALLEL_MIN / 4;
 
-/// A new buffer of `len` floats, built in parallel when large:
-/// `fill(offset, chunk)` overwrites consecutive chunks of `chunk` elements
-/// (the last may be shorter), handed to it zeroed. `vec![0.0; len]` would
-/// zero the whole buffer on the calling thread while the other threads
-/// wait; here each task zeroes its own chunk, in cache, just before
-/// filling it.
-fn par_build(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    if len < PARALLEL_MIN {
-        let mut v = vec![0.0; len];
-        v.chunks_mut(chunk.max(1))
-            .enumerate()
-            .for_each(|(i, c)| fill(i * chunk, c));
-        return v;
-    }
+/// A new buffer of `len` floats whose consecutive chunks of `chunk`
+/// elements (the last may be shorter) are written by `write(offset, slots)`,
+/// on rayon's threads when there is more than one chunk. Writing new
+/// buffers on the calling thread (`vec![0.0; len]`, then a fill) had left
+/// the other threads waiting for a tenth of a training step.
+///
+/// # Safety
+/// `write` must initialise every slot of every chunk it is handed.
+unsafe fn par_write(
+    len: usize,
+    chunk: usize,
+    write: impl Fn(usize, &mut [MaybeUninit<f32>]) + Sync,
+) -> Vec<f32> {
+    let chunk = chunk.max(1);
     let mut v: Vec<f32> = Vec::with_capacity(len);
-    v.spare_capacity_mut()[..len]
-        .par_chunks_mut(chunk.max(1))
-        .enumerate()
-        .for_each(|(i, c)| {
-            for x in c.iter_mut() {
-                x.write(0.0);
-            }
-            // SAFETY: every element of `c` was initialised just above, and
-            // `MaybeUninit<f32>` has the layout of `f32`.
-            let c = unsafe { &mut *(c as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) };
-            fill(i * chunk, c);
-        });
-    // SAFETY: the chunks cover the first `len` elements, all initialised above.
+    let slots = &mut v.spare_capacity_mut()[..len];
+    if len > chunk {
+        slots
+            .par_chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| write(i * chunk, c));
+    } else if len > 0 {
+        write(0, slots);
+    }
+    // SAFETY: the chunks cover the first `len` slots, and the caller's
+    // `write` initialised each of them.
     unsafe { v.set_len(len) };
     v
 }
 
-/// `len` zeros, written in parallel when large (see [`par_build`]).
+/// A new buffer of `len` floats: `fill(offset, chunk)` overwrites
+/// consecutive chunks of `chunk` elements, handed to it zeroed, in parallel
+/// when there are several (see [`par_write`]). Each task zeroes its own
+/// chunk, in cache, just before filling it.
+fn par_build(len: usize, chunk: usize, fill: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let zero_then_fill = |at: usize, c: &mut [MaybeUninit<f32>]| {
+        for x in c.iter_mut() {
+            x.write(0.0);
+        }
+        // SAFETY: every element of `c` was initialised just above, and
+        // `MaybeUninit<f32>` has the layout of `f32`.
+        let c = unsafe { &mut *(c as *mut [MaybeUninit<f32>] as *mut [f32]) };
+        fill(at, c);
+    };
+    // SAFETY: `zero_then_fill` writes every slot (zeroes it) first.
+    unsafe { par_write(len, chunk, zero_then_fill) }
+}
+
+/// `len` zeros, written in parallel when large (see [`par_write`]).
 fn par_zeros(len: usize) -> Vec<f32> {
     par_build(len, BUILD_CHUNK, |_, _| {})
 }
 
-/// `f(a[i], b[i])` for every `i`, written in parallel when large. Every
-/// element is written once, so, unlike [`par_build`], nothing is zeroed first.
+/// `f(a[i], b[i])` for every `i`, each element written once (nothing is
+/// zeroed first), in parallel when large.
 fn par_map2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
     assert_eq!(a.len(), b.len(), "element-wise inputs of different lengths");
-    if a.len() < PARALLEL_MIN {
-        return a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect();
-    }
-    let mut v: Vec<f32> = Vec::with_capacity(a.len());
-    v.spare_capacity_mut()[..a.len()]
-        .par_chunks_mut(BUILD_CHUNK)
-        .zip(a.par_chunks(BUILD_CHUNK).zip(b.par_chunks(BUILD_CHUNK)))
-        .for_each(|(out, (a, b))| {
+    // SAFETY: each chunk's slots are zipped with as many inputs (a and b
+    // have the buffer's length), and the loop writes every slot.
+    unsafe {
+        par_write(a.len(), BUILD_CHUNK, |at, out| {
+            let (a, b) = (&a[at..at + out.len()], &b[at..at + out.len()]);
             for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
                 o.write(f(x, y));
             }
-        });
-    // SAFETY: the zipped chunks cover all `a.len()` elements, and the loop
-    // above wrote each one (the three slices have equal lengths).
-    unsafe { v.set_len(a.len()) };
-    v
+        })
+    }
 }
 
-/// A copy of `src`, written in parallel when large (nothing zeroed first).
+/// A copy of `src`, each element written once, in parallel when large.
 fn par_copy(src: &[f32]) -> Vec<f32> {
-    if src.len() < PARALLEL_MIN {
-        return src.to_vec();
-    }
-    let mut v: Vec<f32> = Vec::with_capacity(src.len());
-    v.spare_capacity_mut()[..src.len()]
-        .par_chunks_mut(BUILD_CHUNK)
-        .zip(src.par_chunks(BUILD_CHUNK))
-        .for_each(|(out, src)| {
+    // SAFETY: each chunk's slots are zipped with as many elements of `src`
+    // (it has the buffer's length), and the loop writes every slot.
+    unsafe {
+        par_write(src.len(), BUILD_CHUNK, |at, out| {
+            let src = &src[at..at + out.len()];
             for (o, &x) in out.iter_mut().zip(src) {
                 o.write(x);
             }
-        });
-    // SAFETY: the zipped chunks cover all `src.len()` elements, each written above.
-    unsafe { v.set_len(src.len()) };
-    v
+        })
+    }
 }
 
-/// `row` repeated `rows` times, written in parallel when large.
+/// `row` repeated `rows` times, each element written once, in parallel when large.
 fn par_repeat(row: &[f32], rows: usize) -> Vec<f32> {
-    let n = row.len().max(1);
-    par_build(row.len() * rows, n * (BUILD_CHUNK / n).max(1), |_, c| {
-        for r in c.chunks_exact_mut(n) {
-            r.copy_from_slice(row);
-        }
-    })
+    let n = row.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    // SAFETY: chunks are whole rows (a multiple of `n` elements), and the
+    // loop writes each row's `n` slots.
+    unsafe {
+        par_write(n * rows, n * (BUILD_CHUNK / n).max(1), |_, out| {
+            for r in out.chunks_exact_mut(n) {
+                for (o, &x) in r.iter_mut().zip(row) {
+                    o.write(x);
+                }
+            }
+        })
+    }
 }
 
 /// Per-column sums of `data` (rows of `width`), and with `weights` (same
 /// shape) the per-column sums of `data · weights` too; in parallel over
-/// row blocks when large. The bias and layer-norm gradients.
+/// row blocks when large, with the same result on any number of threads.
+/// The bias and layer-norm gradients.
 fn column_sums(data: &[f32], weights: Option<&[f32]>, width: usize) -> (Vec<f32>, Vec<f32>) {
     let block = width * (BUILD_CHUNK / width.max(1)).max(1);
     let sums = |(b, rows): (usize, &[f32])| {
@@ -443,14 +467,15 @@ fn column_sums(data: &[f32], weights: Option<&[f32]>, width: usize) -> (Vec<f32>
         (a, b)
     };
     let zero = || (vec![0.0f32; width], vec![0.0f32; width]);
-    if data.len() >= PARALLEL_MIN {
-        data.par_chunks(block)
-            .enumerate()
-            .map(sums)
-            .reduce(zero, add)
+    // Blocks are summed in parallel, then added in their order: a fixed
+    // grouping, so the result does not depend on how rayon scheduled the
+    // work (a resumed run must reproduce the uninterrupted one bit for bit).
+    let parts: Vec<_> = if data.len() >= PARALLEL_MIN {
+        data.par_chunks(block).enumerate().map(sums).collect()
     } else {
-        data.chunks(block).enumerate().map(sums).fold(zero(), add)
-    }
+        data.chunks(block).enumerate().map(sums).collect()
+    };
+    parts.into_iter().fold(zero(), add)
 }
 
 /// Runs `f` with the gradient of an op's output lent to it: moved out of
@@ -572,7 +597,7 @@ impl Backend for Cpu {
         // product (on its older gemm, without AVX-512) and a separate
         // addition; the backward pass accumulates straight into the
         // gradients.
-        let (x, mut tape) = x.split_tape();
+        let (x, mut tape) = x.contiguous().split_tape();
         let ((rows, k), n) = (*x.shape(), weight.shape().1);
         // As in attention: the products index raw pointers with these sizes.
         assert!(
@@ -646,8 +671,8 @@ impl Backend for Cpu {
     fn add<T: Tape<f32, Self>>(a: Flat<Self, T>, b: Flat<Self, T>) -> Flat<Self, T> {
         // dfdx's addition runs on the calling thread, forward and backward,
         // while the other threads wait; here both directions are parallel.
-        let (a, ta) = a.split_tape();
-        let (b, tb) = b.split_tape();
+        let (a, ta) = a.contiguous().split_tape();
+        let (b, tb) = b.contiguous().split_tape();
         let mut tape = ta.merge(tb);
         let shape = *a.shape();
         assert_eq!(shape, *b.shape(), "adding tensors of different shapes");
@@ -672,7 +697,7 @@ impl Backend for Cpu {
     }
 
     fn dropout<T: Tape<f32, Self>>(x: Flat<Self, T>, rate: f32, seed: u64) -> Flat<Self, T> {
-        let (x, mut tape) = x.split_tape();
+        let (x, mut tape) = x.contiguous().split_tape();
         let shape = *x.shape();
         let mut out = par_copy(&host(&x));
         dropout_pass(&mut out, None, seed, rate);
@@ -701,7 +726,7 @@ impl Backend for Cpu {
         shift: &Param<Self>,
         eps: f32,
     ) -> Flat<Self, T> {
-        let (x, mut tape) = x.split_tape();
+        let (x, mut tape) = x.contiguous().split_tape();
         let (rows, n) = *x.shape();
         let (g, s) = (host(gain), host(shift));
         let mut xhat = par_copy(&host(&x));
@@ -732,6 +757,7 @@ impl Backend for Cpu {
                 out_id.shape().num_elements(),
                 |grads, dy| {
                     // dx = (1/σ)·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with ĝ = dy·gain.
+                    let g: &[f32] = &g; // borrowed once, not per element
                     let mut dx = par_copy(dy);
                     let body = |i: usize, r: &mut [f32]| {
                         let xh = &xhat[i * n..(i + 1) * n];
@@ -785,9 +811,9 @@ fn cpu_attention<T: Tape<f32, Cpu>>(
     // all threads. Here each (item, head) is one task on rayon, reading
     // its head's columns in place through strides, with the softmax and
     // both products done while its scores are in cache.
-    let (q, tq) = q.split_tape();
-    let (k, tk) = k.split_tape();
-    let (v, tv) = v.split_tape();
+    let (q, tq) = q.contiguous().split_tape();
+    let (k, tk) = k.contiguous().split_tape();
+    let (v, tv) = v.contiguous().split_tape();
     let mut tape = tq.merge(tk).merge(tv);
     let (b, h, sq, sk) = (s.batch, s.heads, s.queries, s.keys);
     // The kernels below index raw pointers with these sizes: a mismatch is a
@@ -1480,6 +1506,18 @@ mod tests {
         for t in [&x, &g, &s, &wt, &b] {
             close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
         }
+        // Bit for bit the same on a second run, whatever rayon's scheduling
+        // (exact resume depends on it), and on one thread.
+        let one_thread = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for (loss, grads) in [run(true), one_thread.install(|| run(true))] {
+            assert_eq!(loss.to_bits(), lf.to_bits());
+            for t in [&x, &g, &s, &wt, &b] {
+                assert_eq!(grads.get(t).as_vec(), gf.get(t).as_vec());
+            }
+        }
     }
 
     #[test]
@@ -1500,11 +1538,13 @@ mod tests {
         for t in [&a, &b] {
             close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
         }
+        // `x + x` in one call: both inputs' gradients land on one tensor.
         let x = rand_tensor(&dev, (3, 5), 74);
-        close(
-            &Cpu::add(x.clone(), x.clone()).as_vec(),
-            &(x.clone() * 2.0).as_vec(),
-        );
+        let traced = x.leaky_trace();
+        let sum = Cpu::add(traced.with_empty_tape(), traced);
+        close(&sum.as_vec(), &(x.clone() * 2.0).as_vec());
+        let grads = sum.sum().backward();
+        assert!(grads.get(&x).as_vec().iter().all(|&d| d == 2.0));
     }
 
     #[test]
@@ -1521,6 +1561,17 @@ mod tests {
             &Cpu::linear(x(), &wt, &b).as_vec(),
             &composed::linear(x(), &wt, &b).as_vec(),
         );
+        // And through the backward pass: the gradient reaches the
+        // transposed tensor's source.
+        let up = rand_tensor(&dev, (37, 40), 54);
+        let traced = || xt.leaky_trace().permute::<(usize, usize), Axes2<1, 0>>();
+        let fused = (Cpu::linear(traced(), &wt, &b) * up.clone())
+            .sum()
+            .backward();
+        let reference = (composed::linear(traced(), &wt, &b) * up).sum().backward();
+        for t in [&xt, &wt, &b] {
+            close(&fused.get(t).as_vec(), &reference.get(t).as_vec());
+        }
     }
 
     #[test]

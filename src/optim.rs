@@ -47,7 +47,12 @@ impl<D: Backend> Adam<D> {
                 .iter()
                 .map(|p| p.device().zeros_like(p.shape()))
                 .collect();
-            self.v = self.m.clone();
+            // Not `self.m.clone()`: clones share storage, and the first
+            // in-place update would then copy every buffer to separate them.
+            self.v = params
+                .iter()
+                .map(|p| p.device().zeros_like(p.shape()))
+                .collect();
         }
         self.t += 1;
         let [beta1, beta2] = self.betas.map(|b| b as f32);
