@@ -102,6 +102,31 @@ fn colour_images_train_and_render_end_to_end() {
             .unwrap();
     assert_eq!(info["mean_sizes"], serde_json::json!([4, 16, 64, 256]));
     assert_eq!(info["composition_observed"], 128);
+    assert_eq!(info["sample_autoregressive"], 64);
+
+    // With no pixel drawn one at a time every sample is the mean image: the
+    // three sample rows are equal. With the default 64 they differ.
+    let tile = 16 * 7 + 4;
+    let sample_rows = |img: &image::RgbImage| -> Vec<Vec<[u8; 3]>> {
+        (2..5)
+            .map(|row| {
+                let y0 = 4 + row * tile;
+                (y0..y0 + tile - 4)
+                    .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+                    .map(|(x, y)| img.get_pixel(x, y).0)
+                    .collect()
+            })
+            .collect()
+    };
+    let drawn = sample_rows(&samples);
+    assert!(drawn[0] != drawn[1] || drawn[1] != drawn[2]);
+    run(&["sample", "--out", out, "--sample-autoregressive", "0"]).unwrap();
+    let means_only = sample_rows(&decode(&dir.path().join("samples.png")));
+    assert!(means_only[0] == means_only[1] && means_only[1] == means_only[2]);
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("figures.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["sample_autoregressive"], 0);
     eprintln!("colour end to end: {:.1} s", start.elapsed().as_secs_f64());
 }
 

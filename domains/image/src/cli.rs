@@ -21,9 +21,11 @@ use crate::{ImageArgs, ImageConfig};
 ///   data set, size and channels stored in it, so they need not be repeated
 ///   on the command line.
 /// - The `--eval-*` options are handed to the evaluation of this thread
-///   ([`crate::eval::set_thread_options`]).
+///   ([`crate::eval::set_thread_options`]), `--sample-autoregressive` to
+///   its figures.
 pub fn prepare(cli: &mut Cli<ImageArgs>) -> usize {
     crate::eval::set_thread_options(Some(cli.domain.eval_options()));
+    crate::render::set_thread_autoregressive(cli.domain.sample_autoregressive);
     let out = cli
         .common
         .out

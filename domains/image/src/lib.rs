@@ -143,6 +143,12 @@ pub struct ImageArgs {
     /// take the mean (hybrid sampling) [default: 16].
     #[arg(long, global = true)]
     pub eval_autoregressive: Option<usize>,
+    /// Figures: pixels of each sample in `samples.png` drawn one at a time
+    /// before the rest take the mean [default: 64]; the pixel count or more
+    /// draws every pixel (exact sampling, as the paper's MNIST figures; about
+    /// a minute per digit on a CPU).
+    #[arg(long, global = true)]
+    pub sample_autoregressive: Option<usize>,
 }
 
 impl ImageArgs {

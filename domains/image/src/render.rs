@@ -14,6 +14,7 @@
 //! set at `|S| = 16` contains the one at 4), so columns differ only by what
 //! was added.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use pixel_transformer::kernels::Backend;
@@ -35,8 +36,20 @@ pub const SAMPLE_OBSERVED: usize = 32;
 pub const SAMPLES: usize = 3;
 /// Pixels drawn one at a time per sample before the rest take the mean (the
 /// paper's hybrid rule with a small `N'`, so a CPU draws samples in seconds;
-/// the paper uses 2048).
+/// the paper uses 2048). `--sample-autoregressive` changes it.
 pub const SAMPLE_AUTOREGRESSIVE: usize = 64;
+
+thread_local! {
+    /// `--sample-autoregressive`, for the figures of this thread (handed
+    /// over like the evaluation's options: see [`crate::eval::set_thread_options`]).
+    static AUTOREGRESSIVE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Makes the samples figure drawn on this thread take `n` pixels one at a
+/// time ([`SAMPLE_AUTOREGRESSIVE`] when `None`).
+pub(crate) fn set_thread_autoregressive(n: Option<usize>) {
+    AUTOREGRESSIVE.with(|a| a.set(n));
+}
 /// Test images shown.
 const IMAGES: usize = 4;
 /// Temperature of the bin choice when sampling (the paper's evaluation).
@@ -111,6 +124,12 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
 
     // Fig. 4: truth, nearest-neighbour fill of S, samples; one test image per column.
     let n = SAMPLE_OBSERVED.min(grid.len());
+    // Every pixel is drawn (the observed ones too, which the model predicts
+    // almost surely); past the pixel count there is nothing left to draw.
+    let autoregressive = AUTOREGRESSIVE
+        .with(Cell::get)
+        .unwrap_or(SAMPLE_AUTOREGRESSIVE)
+        .min(grid.len());
     let mut samples_fig = Mosaic::new(2 + SAMPLES, IMAGES, size, size);
     for (col, (img, order)) in images.iter().zip(&orders).enumerate() {
         let s = observe(img, order, n);
@@ -121,7 +140,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
             &positions,
             &SampleOptions {
                 samples: SAMPLES,
-                autoregressive: Some(SAMPLE_AUTOREGRESSIVE),
+                autoregressive: Some(autoregressive),
                 temperature: TEMPERATURE,
                 seed: seed.wrapping_add(col as u64),
                 // Exact one-value-at-a-time steps for the autoregressive part.
@@ -156,7 +175,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         "mean_sizes": sizes,
         "sample_observed": n,
         "samples": SAMPLES,
-        "sample_autoregressive": SAMPLE_AUTOREGRESSIVE,
+        "sample_autoregressive": autoregressive,
         "temperature": TEMPERATURE,
         "std_max": std_max,
         "seed": seed,

@@ -496,6 +496,7 @@ fn bad_options_are_errors_and_configs_round_trip() {
         eval_images: None,
         eval_samples: None,
         eval_autoregressive: None,
+        sample_autoregressive: None,
     };
     assert_eq!(args.channels(), 3);
     assert_eq!(args.config(3).size, 32);
