@@ -231,6 +231,66 @@ pub fn read_f32(
     Ok(data)
 }
 
+/// Loads the checkpoint at `paths[0]` with its weights replaced by the mean
+/// of the weights of every checkpoint in `paths` (uniform weight averaging).
+///
+/// Averaging a few checkpoints of the same run, taken late in training,
+/// cancels part of the step-to-step noise of the last updates and usually
+/// predicts held-out data a little better than any one of them. All must
+/// share the architecture, the output distribution (value bins) and the
+/// Fourier matrix, i.e. descend from one initialisation; otherwise the error
+/// names the checkpoint that differs. The header (step, settings) and any
+/// optimizer state are those of `paths[0]`.
+pub fn average<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
+    paths: &[PathBuf],
+    expected_domain: &str,
+    device: &D,
+) -> Result<Loaded<P, V, D, O>> {
+    let (first, rest) = paths
+        .split_first()
+        .ok_or_else(|| Error::invalid("averaging needs at least one checkpoint"))?;
+    let mut base = load::<P, V, D, O>(first, expected_domain, device)?;
+    let mut sums: Vec<Vec<f64>> = base
+        .model
+        .params()
+        .iter()
+        .map(|p| p.as_vec().into_iter().map(f64::from).collect())
+        .collect();
+    for path in rest {
+        let other = load::<P, V, D, O>(path, expected_domain, device)?;
+        let differs = |what: &str| Error::Checkpoint {
+            path: checkpoint_file(path),
+            message: format!(
+                "cannot be averaged with {}: its {what} differs",
+                checkpoint_file(first).display()
+            ),
+        };
+        if other.meta.model != base.meta.model {
+            return Err(differs("architecture"));
+        }
+        if other.meta.distribution != base.meta.distribution {
+            return Err(differs("output distribution (value bins)"));
+        }
+        if other.model.fourier() != base.model.fourier() {
+            return Err(differs(
+                "Fourier matrix (it descends from another initialisation)",
+            ));
+        }
+        for (sum, p) in sums.iter_mut().zip(other.model.params()) {
+            sum.iter_mut()
+                .zip(p.as_vec())
+                .for_each(|(s, x)| *s += f64::from(x));
+        }
+    }
+    let n = paths.len() as f64;
+    for (param, sum) in base.model.params_mut().iter_mut().zip(sums) {
+        let shape = *param.shape();
+        let mean: Vec<f32> = sum.into_iter().map(|s| (s / n) as f32).collect();
+        *param = device.tensor_from_vec(mean, shape);
+    }
+    Ok(base)
+}
+
 /// Loads a checkpoint for domain `expected_domain`, checking everything it can:
 /// version, domain, dimensions, architecture, tensor names and shapes, and
 /// that every weight is finite.

@@ -110,7 +110,13 @@ pub enum Command {
     Eval,
     /// Write the weights of --checkpoint (without optimizer state, about a third
     /// of the size) as a new checkpoint in --out, e.g. to ship with a crate.
-    Export,
+    Export {
+        /// Also average in the weights of this checkpoint (repeatable): the
+        /// export holds the mean of --checkpoint's weights and these, e.g. of
+        /// snapshots late in one run. They must share its architecture and bins.
+        #[arg(long, value_name = "DIR")]
+        average_with: Vec<String>,
+    },
     /// Print the largest observation and query sets each preset handles
     /// within this machine's memory budget (or PIXEL_TRANSFORMER_MAX_MEMORY_GIB).
     Limits,
@@ -510,14 +516,23 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
                 println!("wrote {}", p.display());
             }
         }
-        Some(Command::Export) => {
+        Some(Command::Export { average_with }) => {
             let source = checkpoint
                 .clone()
                 .ok_or_else(|| anyhow::anyhow!("export needs --checkpoint DIR"))?;
-            if same_checkpoint(&source, &out_dir) {
-                bail!("export would overwrite its source; choose another --out");
+            let mut sources = vec![source];
+            for arg in average_with {
+                let dir = resolve_checkpoint::<P, V, Dm>(&Some(arg.clone()), &cli_domain)?;
+                sources.extend(dir);
             }
-            let loaded = checkpoint::load::<P, V, D, BinnedMixture>(&source, Dm::NAME, &device)?;
+            if let Some(s) = sources.iter().find(|s| same_checkpoint(s, &out_dir)) {
+                bail!(
+                    "export would overwrite its source {}; choose another --out",
+                    s.display()
+                );
+            }
+            let loaded =
+                checkpoint::average::<P, V, D, BinnedMixture>(&sources, Dm::NAME, &device)?;
             checkpoint::save(
                 &out_dir,
                 &loaded.model,

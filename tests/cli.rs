@@ -16,6 +16,119 @@ fn error_of(args: &[&str]) -> String {
     format!("{:#}", run(args).unwrap_err())
 }
 
+/// Trains a tiny polynomial model for `steps` into `out`.
+fn train_tiny(out: &str, steps: &str, seed: &str) {
+    run(&[
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--seed",
+        seed,
+        "--out",
+        out,
+        "--quiet",
+    ])
+    .unwrap();
+}
+
+fn weights(dir: &std::path::Path) -> Vec<Vec<f32>> {
+    let device = pixel_transformer::deps::dfdx::prelude::Cpu::default();
+    let loaded = pixel_transformer::checkpoint::load::<1, 1, _, pixel_transformer::BinnedMixture>(
+        dir,
+        "polynomial",
+        &device,
+    )
+    .unwrap();
+    loaded.model.params().iter().map(|p| p.as_vec()).collect()
+}
+
+#[test]
+fn export_averages_the_weights_of_several_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let (run_dir, early, averaged) = (path("run"), path("early"), path("averaged"));
+    train_tiny(&run_dir, "4", "3");
+    run(&["export", "--checkpoint", &run_dir, "--out", &early]).unwrap();
+    run(&[
+        "train", "--resume", "--steps", "8", "--out", &run_dir, "--quiet",
+    ])
+    .unwrap();
+    run(&[
+        "export",
+        "--checkpoint",
+        &run_dir,
+        "--average-with",
+        &early,
+        "--out",
+        &averaged,
+    ])
+    .unwrap();
+    let (a, b, mean) = (
+        weights(dir.path().join("run").as_path()),
+        weights(dir.path().join("early").as_path()),
+        weights(dir.path().join("averaged").as_path()),
+    );
+    assert_ne!(a, b, "the run moved between step 4 and 8");
+    for ((a, b), m) in a
+        .iter()
+        .flatten()
+        .zip(b.iter().flatten())
+        .zip(mean.iter().flatten())
+    {
+        assert!((m - (a + b) / 2.0).abs() <= 1e-6 * (1.0 + a.abs() + b.abs()));
+    }
+    // The header is the first checkpoint's: step 8, weights only.
+    let meta =
+        pixel_transformer::checkpoint::read_meta(dir.path().join("averaged").as_path()).unwrap();
+    assert!(meta.step == 8 && !meta.has_optimizer);
+
+    // Another initialisation (another seed: other bins and Fourier matrix) or
+    // another architecture cannot be averaged in; the error names the file.
+    let (other_seed, other_preset) = (path("seed"), path("preset"));
+    train_tiny(&other_seed, "2", "4");
+    run(&[
+        "train",
+        "--preset",
+        "small",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--out",
+        &other_preset,
+        "--quiet",
+    ])
+    .unwrap();
+    for (other, what) in [(&other_seed, "differs"), (&other_preset, "architecture")] {
+        let err = error_of(&[
+            "export",
+            "--checkpoint",
+            &run_dir,
+            "--average-with",
+            other,
+            "--out",
+            &path("bad"),
+        ]);
+        assert!(err.contains(other.as_str()) && err.contains(what), "{err}");
+    }
+    assert!(!dir.path().join("bad").exists());
+    // Nor can an export overwrite one of the checkpoints it averages.
+    let err = error_of(&[
+        "export",
+        "--checkpoint",
+        &run_dir,
+        "--average-with",
+        &early,
+        "--out",
+        &early,
+    ]);
+    assert!(err.contains("overwrite"), "{err}");
+}
+
 #[test]
 fn train_sample_eval_predict_and_resume_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
