@@ -96,6 +96,10 @@ pub enum Command {
         /// Steps between checkpoints.
         #[arg(long, default_value_t = 500)]
         checkpoint_every: u64,
+        /// Keep a weights-only copy of every checkpoint in
+        /// `snapshots/step-NNNNNN/` (for `export --average-with`).
+        #[arg(long)]
+        keep_snapshots: bool,
         /// With --resume: end the cosine learning-rate schedule at the new
         /// --steps instead of the one the run started with (shorten or extend a run).
         #[arg(long, requires = "resume")]
@@ -460,6 +464,7 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
         Some(Command::Train {
             resume,
             checkpoint_every,
+            keep_snapshots,
             reschedule,
             overwrite,
         }) => {
@@ -507,6 +512,7 @@ fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
             }
             let mut options = TrainOptions::new(steps, &out_dir);
             options.checkpoint_every = *checkpoint_every;
+            options.keep_snapshots = *keep_snapshots;
             options.progress = !common.quiet;
             train_and_report(&domain, &mut state, &options)?;
         }

@@ -88,6 +88,11 @@ pub struct TrainOptions {
     pub out_dir: PathBuf,
     /// Save a checkpoint every this many steps (and always at the end).
     pub checkpoint_every: u64,
+    /// Also keep a weights-only copy of each checkpoint in
+    /// `snapshots/step-NNNNNN/` under the output folder (to average late
+    /// snapshots later, see [`crate::checkpoint::average`]); otherwise each
+    /// checkpoint replaces the last.
+    pub keep_snapshots: bool,
     /// Measure held-out loss every this many steps (0 = never).
     pub eval_every: u64,
     /// Held-out batches per measurement.
@@ -105,6 +110,7 @@ impl TrainOptions {
             steps,
             out_dir: out_dir.into(),
             checkpoint_every: 500,
+            keep_snapshots: false,
             eval_every: 250,
             eval_batches: 4,
             progress: true,
@@ -364,11 +370,27 @@ pub fn train<
                 &state.settings,
                 state.step,
             )?;
+            if options.keep_snapshots {
+                checkpoint::save(
+                    &snapshot_dir(&options.out_dir, state.step),
+                    &state.model,
+                    None,
+                    domain.config(),
+                    &state.settings,
+                    state.step,
+                )?;
+            }
         }
     }
     log.flush().map_err(|e| Error::io(&log_path, e))?;
     bar.finish();
     Ok(lines)
+}
+
+/// Where [`TrainOptions::keep_snapshots`] keeps the weights of `step`:
+/// `out_dir/snapshots/step-NNNNNN` (zero-padded, so folders sort by step).
+pub fn snapshot_dir(out_dir: &Path, step: u64) -> PathBuf {
+    out_dir.join("snapshots").join(format!("step-{step:06}"))
 }
 
 /// Opens the log for appending, first dropping lines after `step` (left by a

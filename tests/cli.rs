@@ -1,6 +1,8 @@
 //! The generic command line, driven through `cli::run_with` exactly as a
 //! domain's example program would be.
 
+use std::path::Path;
+
 use clap::Parser;
 use pixel_transformer::cli::{run_with, Cli};
 use pixel_transformer_polynomial::{PolynomialArgs, PolynomialDomain};
@@ -35,7 +37,7 @@ fn train_tiny(out: &str, steps: &str, seed: &str) {
     .unwrap();
 }
 
-fn weights(dir: &std::path::Path) -> Vec<Vec<f32>> {
+fn weights(dir: &Path) -> Vec<Vec<f32>> {
     let device = pixel_transformer::deps::dfdx::prelude::Cpu::default();
     let loaded = pixel_transformer::checkpoint::load::<1, 1, _, pixel_transformer::BinnedMixture>(
         dir,
@@ -50,13 +52,36 @@ fn weights(dir: &std::path::Path) -> Vec<Vec<f32>> {
 fn export_averages_the_weights_of_several_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let (run_dir, early, averaged) = (path("run"), path("early"), path("averaged"));
-    train_tiny(&run_dir, "4", "3");
-    run(&["export", "--checkpoint", &run_dir, "--out", &early]).unwrap();
+    let (run_dir, averaged) = (path("run"), path("averaged"));
     run(&[
-        "train", "--resume", "--steps", "8", "--out", &run_dir, "--quiet",
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "8",
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "--checkpoint-every",
+        "4",
+        "--keep-snapshots",
+        "--out",
+        &run_dir,
+        "--quiet",
     ])
     .unwrap();
+    // Weights-only copies of the checkpoints at steps 4 and 8.
+    let snapshots = dir.path().join("run/snapshots");
+    let mut kept: Vec<String> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["step-000004", "step-000008"]);
+    let early = snapshots.join("step-000004").to_str().unwrap().to_string();
+    let meta = pixel_transformer::checkpoint::read_meta(Path::new(&early)).unwrap();
+    assert!(meta.step == 4 && !meta.has_optimizer);
     run(&[
         "export",
         "--checkpoint",
@@ -69,7 +94,7 @@ fn export_averages_the_weights_of_several_checkpoints() {
     .unwrap();
     let (a, b, mean) = (
         weights(dir.path().join("run").as_path()),
-        weights(dir.path().join("early").as_path()),
+        weights(Path::new(&early)),
         weights(dir.path().join("averaged").as_path()),
     );
     assert_ne!(a, b, "the run moved between step 4 and 8");
