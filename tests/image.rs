@@ -127,6 +127,9 @@ fn colour_images_train_and_render_end_to_end() {
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("figures.json")).unwrap())
             .unwrap();
     assert_eq!(info["sample_autoregressive"], 0);
+    // A temperature that is not positive is an error, not a panic.
+    let err = run(&["sample", "--out", out, "--sample-temperature", "0"]).unwrap_err();
+    assert!(format!("{err:#}").contains("temperature"), "{err:#}");
     eprintln!("colour end to end: {:.1} s", start.elapsed().as_secs_f64());
 }
 

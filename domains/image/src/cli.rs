@@ -21,11 +21,14 @@ use crate::{ImageArgs, ImageConfig};
 ///   data set, size and channels stored in it, so they need not be repeated
 ///   on the command line.
 /// - The `--eval-*` options are handed to the evaluation of this thread
-///   ([`crate::eval::set_thread_options`]), `--sample-autoregressive` to
-///   its figures.
+///   ([`crate::eval::set_thread_options`]), `--sample-*` to its
+///   figures.
 pub fn prepare(cli: &mut Cli<ImageArgs>) -> usize {
     crate::eval::set_thread_options(Some(cli.domain.eval_options()));
-    crate::render::set_thread_autoregressive(cli.domain.sample_autoregressive);
+    crate::render::set_thread_sampling(
+        cli.domain.sample_autoregressive,
+        cli.domain.sample_temperature,
+    );
     let out = cli
         .common
         .out

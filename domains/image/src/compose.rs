@@ -19,7 +19,7 @@ use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::figure::Mosaic;
-use crate::render::{observe, SAMPLE_AUTOREGRESSIVE, TEMPERATURE};
+use crate::render::{figure_sampling, observe};
 use crate::{nearest_fill, Image, ImageDomain};
 
 /// Observed pixels of the composition (capped at the pixel count), spread
@@ -69,13 +69,14 @@ pub(crate) fn render_composition<const V: usize, D: Backend, O: OutputDistributi
         order.shuffle(&mut rng);
         let s = observe(&composed, &order, n);
         let mean = model.mean_field(&s, &positions)?;
+        let (autoregressive, temperature) = figure_sampling(grid.len());
         let samples = model.sample(
             &s,
             &positions,
             &SampleOptions {
                 samples: COMPOSE_SAMPLES,
-                autoregressive: Some(SAMPLE_AUTOREGRESSIVE),
-                temperature: TEMPERATURE,
+                autoregressive: Some(autoregressive),
+                temperature,
                 seed: seed.wrapping_add(1000 + col as u64),
                 ..SampleOptions::default()
             },

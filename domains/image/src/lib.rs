@@ -149,6 +149,11 @@ pub struct ImageArgs {
     /// a minute per digit on a CPU).
     #[arg(long, global = true)]
     pub sample_autoregressive: Option<usize>,
+    /// Figures: temperature of each drawn pixel's bin choice in
+    /// `samples.png` (below 1 favours the likelier bins: cleaner strokes,
+    /// less variety) [default: 0.9, the paper's].
+    #[arg(long, global = true)]
+    pub sample_temperature: Option<f32>,
 }
 
 impl ImageArgs {

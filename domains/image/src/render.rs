@@ -40,15 +40,28 @@ pub const SAMPLES: usize = 3;
 pub const SAMPLE_AUTOREGRESSIVE: usize = 64;
 
 thread_local! {
-    /// `--sample-autoregressive`, for the figures of this thread (handed
-    /// over like the evaluation's options: see [`crate::eval::set_thread_options`]).
-    static AUTOREGRESSIVE: Cell<Option<usize>> = const { Cell::new(None) };
+    /// `--sample-autoregressive` and `--sample-temperature`, for the figures
+    /// of this thread (handed over like the evaluation's options: see
+    /// [`crate::eval::set_thread_options`]).
+    static SAMPLING: Cell<(Option<usize>, Option<f32>)> = const { Cell::new((None, None)) };
 }
 
-/// Makes the samples figure drawn on this thread take `n` pixels one at a
-/// time ([`SAMPLE_AUTOREGRESSIVE`] when `None`).
-pub(crate) fn set_thread_autoregressive(n: Option<usize>) {
-    AUTOREGRESSIVE.with(|a| a.set(n));
+/// Makes the samples of the figures drawn on this thread take
+/// `autoregressive` pixels one at a time ([`SAMPLE_AUTOREGRESSIVE`] when
+/// `None`) at `temperature` (0.9 when `None`).
+pub(crate) fn set_thread_sampling(autoregressive: Option<usize>, temperature: Option<f32>) {
+    SAMPLING.with(|a| a.set((autoregressive, temperature)));
+}
+
+/// How the figures of this thread draw samples of `pixels` pixels: the
+/// hybrid rule's count (past the pixel count there is nothing left to draw)
+/// and the temperature.
+pub(crate) fn figure_sampling(pixels: usize) -> (usize, f32) {
+    let (autoregressive, temperature) = SAMPLING.with(Cell::get);
+    (
+        autoregressive.unwrap_or(SAMPLE_AUTOREGRESSIVE).min(pixels),
+        temperature.unwrap_or(TEMPERATURE),
+    )
 }
 /// Test images shown.
 const IMAGES: usize = 4;
@@ -124,12 +137,9 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
 
     // Fig. 4: truth, nearest-neighbour fill of S, samples; one test image per column.
     let n = SAMPLE_OBSERVED.min(grid.len());
-    // Every pixel is drawn (the observed ones too, which the model predicts
-    // almost surely); past the pixel count there is nothing left to draw.
-    let autoregressive = AUTOREGRESSIVE
-        .with(Cell::get)
-        .unwrap_or(SAMPLE_AUTOREGRESSIVE)
-        .min(grid.len());
+    // Every pixel is drawn, the observed ones too (the model predicts them
+    // almost surely).
+    let (autoregressive, temperature) = figure_sampling(grid.len());
     let mut samples_fig = Mosaic::new(2 + SAMPLES, IMAGES, size, size);
     for (col, (img, order)) in images.iter().zip(&orders).enumerate() {
         let s = observe(img, order, n);
@@ -141,7 +151,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
             &SampleOptions {
                 samples: SAMPLES,
                 autoregressive: Some(autoregressive),
-                temperature: TEMPERATURE,
+                temperature,
                 seed: seed.wrapping_add(col as u64),
                 // Exact one-value-at-a-time steps for the autoregressive part.
                 ..SampleOptions::default()
@@ -176,7 +186,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         "sample_observed": n,
         "samples": SAMPLES,
         "sample_autoregressive": autoregressive,
-        "temperature": TEMPERATURE,
+        "temperature": temperature,
         "std_max": std_max,
         "seed": seed,
     });

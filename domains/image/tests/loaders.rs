@@ -497,6 +497,7 @@ fn bad_options_are_errors_and_configs_round_trip() {
         eval_samples: None,
         eval_autoregressive: None,
         sample_autoregressive: None,
+        sample_temperature: None,
     };
     assert_eq!(args.channels(), 3);
     assert_eq!(args.config(3).size, 32);
