@@ -349,11 +349,14 @@ pub fn train<
             heldout_loss,
             elapsed_s: start.elapsed().as_secs_f64(),
         };
+        // Flushed every step, so `tail -f train.jsonl` follows a run live
+        // (one small write per step is nothing next to a training step).
         writeln!(
             log,
             "{}",
             serde_json::to_string(&line).expect("log line serialises")
         )
+        .and_then(|()| log.flush())
         .map_err(|e| Error::io(&log_path, e))?;
         lines.push(line);
         smoothed = Some(smoothed.map_or(value, |s| 0.95 * s + 0.05 * value));
@@ -361,7 +364,6 @@ pub fn train<
         bar.inc(1);
 
         if state.step % options.checkpoint_every.max(1) == 0 || state.step == options.steps {
-            log.flush().map_err(|e| Error::io(&log_path, e))?;
             checkpoint::save(
                 &options.out_dir,
                 &state.model,
