@@ -18,9 +18,9 @@ fn error_of(args: &[&str]) -> String {
     format!("{:#}", run(args).unwrap_err())
 }
 
-/// Trains a tiny polynomial model for `steps` into `out`.
-fn train_tiny(out: &str, steps: &str, seed: &str) {
-    run(&[
+/// Trains a tiny polynomial model for `steps` into `out`, with `extra` options.
+fn train_tiny(out: &str, steps: &str, seed: &str, extra: &[&str]) {
+    let mut args = vec![
         "train",
         "--preset",
         "tiny",
@@ -33,8 +33,9 @@ fn train_tiny(out: &str, steps: &str, seed: &str) {
         "--out",
         out,
         "--quiet",
-    ])
-    .unwrap();
+    ];
+    args.extend_from_slice(extra);
+    run(&args).unwrap();
 }
 
 fn weights(dir: &Path) -> Vec<Vec<f32>> {
@@ -53,24 +54,12 @@ fn export_averages_the_weights_of_several_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let (run_dir, averaged) = (path("run"), path("averaged"));
-    run(&[
-        "train",
-        "--preset",
-        "tiny",
-        "--steps",
-        "8",
-        "--batch-size",
-        "4",
-        "--seed",
-        "3",
-        "--checkpoint-every",
-        "4",
-        "--keep-snapshots",
-        "--out",
+    train_tiny(
         &run_dir,
-        "--quiet",
-    ])
-    .unwrap();
+        "8",
+        "3",
+        &["--checkpoint-every", "4", "--keep-snapshots"],
+    );
     // Weights-only copies of the checkpoints at steps 4 and 8.
     let snapshots = dir.path().join("run/snapshots");
     let mut kept: Vec<String> = std::fs::read_dir(&snapshots)
@@ -114,7 +103,7 @@ fn export_averages_the_weights_of_several_checkpoints() {
     // Another initialisation (another seed: other bins and Fourier matrix) or
     // another architecture cannot be averaged in; the error names the file.
     let (other_seed, other_preset) = (path("seed"), path("preset"));
-    train_tiny(&other_seed, "2", "4");
+    train_tiny(&other_seed, "2", "4", &[]);
     run(&[
         "train",
         "--preset",

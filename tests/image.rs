@@ -97,9 +97,11 @@ fn colour_images_train_and_render_end_to_end() {
         (composition.width(), composition.height()),
         (4 + 4 * (16 * 7 + 4), 4 + 7 * (16 * 7 + 4))
     );
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("figures.json")).unwrap())
-            .unwrap();
+    let figures_info = || -> serde_json::Value {
+        let text = std::fs::read_to_string(dir.path().join("figures.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let info = figures_info();
     assert_eq!(info["mean_sizes"], serde_json::json!([4, 16, 64, 256]));
     assert_eq!(info["composition_observed"], 128);
     assert_eq!(info["sample_autoregressive"], 64);
@@ -123,10 +125,7 @@ fn colour_images_train_and_render_end_to_end() {
     run(&["sample", "--out", out, "--sample-autoregressive", "0"]).unwrap();
     let means_only = sample_rows(&decode(&dir.path().join("samples.png")));
     assert!(means_only[0] == means_only[1] && means_only[1] == means_only[2]);
-    let info: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("figures.json")).unwrap())
-            .unwrap();
-    assert_eq!(info["sample_autoregressive"], 0);
+    assert_eq!(figures_info()["sample_autoregressive"], 0);
     // A temperature that is not positive is an error, not a panic.
     let err = run(&["sample", "--out", out, "--sample-temperature", "0"]).unwrap_err();
     assert!(format!("{err:#}").contains("temperature"), "{err:#}");

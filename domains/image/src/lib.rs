@@ -143,14 +143,14 @@ pub struct ImageArgs {
     /// take the mean (hybrid sampling) [default: 16].
     #[arg(long, global = true)]
     pub eval_autoregressive: Option<usize>,
-    /// Figures: pixels of each sample in `samples.png` drawn one at a time
-    /// before the rest take the mean [default: 64]; the pixel count or more
+    /// Figures: pixels of each sample in `samples.png` and `composition.png`
+    /// drawn one at a time before the rest take the mean [default: 64]; the pixel count or more
     /// draws every pixel (exact sampling, as the paper's MNIST figures; about
     /// a minute per digit on a CPU).
     #[arg(long, global = true)]
     pub sample_autoregressive: Option<usize>,
     /// Figures: temperature of each drawn pixel's bin choice in
-    /// `samples.png` (below 1 favours the likelier bins: cleaner strokes,
+    /// `samples.png` and `composition.png` (below 1 favours the likelier bins: cleaner strokes,
     /// less variety) [default: 0.9, the paper's].
     #[arg(long, global = true)]
     pub sample_temperature: Option<f32>,

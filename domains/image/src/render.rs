@@ -39,6 +39,11 @@ pub const SAMPLES: usize = 3;
 /// the paper uses 2048). `--sample-autoregressive` changes it.
 pub const SAMPLE_AUTOREGRESSIVE: usize = 64;
 
+/// Test images shown.
+const IMAGES: usize = 4;
+/// Temperature of the bin choice when sampling (the paper's evaluation).
+pub(crate) const TEMPERATURE: f32 = 0.9;
+
 thread_local! {
     /// `--sample-autoregressive` and `--sample-temperature`, for the figures
     /// of this thread (handed over like the evaluation's options: see
@@ -63,10 +68,6 @@ pub(crate) fn figure_sampling(pixels: usize) -> (usize, f32) {
         temperature.unwrap_or(TEMPERATURE),
     )
 }
-/// Test images shown.
-const IMAGES: usize = 4;
-/// Temperature of the bin choice when sampling (the paper's evaluation).
-pub(crate) const TEMPERATURE: f32 = 0.9;
 
 /// The first `n` pixels of `order` as observations of `img`.
 pub(crate) fn observe<const V: usize>(
