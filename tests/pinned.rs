@@ -1,0 +1,96 @@
+//! Pinned answers: `predict` on every shipped checkpoint, for fixed requests,
+//! must give exactly the answers recorded in `tests/pinned/` (compared as
+//! text; serde_json prints the shortest string that reads back to the same
+//! `f32`, so equal text means bit-identical numbers).
+//!
+//! These pins guard refactors: a change that is meant to keep behaviour must
+//! leave them untouched. A change that is meant to alter the numbers
+//! regenerates them with `PIXEL_TRANSFORMER_REPIN=1 cargo test --release
+//! --test pinned` and says why in its commit.
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use pixel_transformer::cli::{run_with, Cli};
+
+fn pinned(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/pinned")
+        .join(name)
+}
+
+/// Runs `predict --checkpoint pretrained` through `run` on the domain's
+/// request file and compares the answers with the pinned ones.
+fn check(domain: &str, run: impl FnOnce(Vec<String>) -> anyhow::Result<()>) {
+    let dir = tempfile::tempdir().unwrap();
+    let answers = dir.path().join("answers.jsonl");
+    let requests = pinned(&format!("{domain}.requests.jsonl"));
+    let argv: Vec<String> = [
+        domain,
+        "predict",
+        "--checkpoint",
+        "pretrained",
+        "--quiet",
+        "--input",
+        requests.to_str().unwrap(),
+        "--output",
+        answers.to_str().unwrap(),
+        "--out",
+        dir.path().to_str().unwrap(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    run(argv).unwrap();
+    let got = std::fs::read_to_string(&answers).unwrap();
+    let expected_path = pinned(&format!("{domain}.expected.jsonl"));
+    if std::env::var_os("PIXEL_TRANSFORMER_REPIN").is_some() {
+        std::fs::write(&expected_path, &got).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&expected_path).unwrap();
+    assert_eq!(got.lines().count(), expected.lines().count());
+    for (i, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(g, e, "{domain}: answer {} differs from the pinned one", i + 1);
+    }
+}
+
+#[test]
+fn polynomial_answers_are_pinned() {
+    use pixel_transformer_polynomial::PolynomialDomain;
+    check("polynomial", |argv| {
+        run_with::<1, 1, PolynomialDomain>(Cli::try_parse_from(argv)?)
+    });
+}
+
+#[test]
+fn image_answers_are_pinned() {
+    use pixel_transformer_image::{cli::prepare, ImageArgs, ImageDomain};
+    check("image", |argv| {
+        let mut cli = Cli::<ImageArgs>::try_parse_from(argv)?;
+        match prepare(&mut cli) {
+            1 => run_with::<2, 1, ImageDomain<1>>(cli),
+            _ => run_with::<2, 3, ImageDomain<3>>(cli),
+        }
+    });
+}
+
+#[test]
+fn sdf_answers_are_pinned() {
+    use pixel_transformer_sdf::SdfDomain;
+    check("sdf", |argv| {
+        run_with::<3, 1, SdfDomain>(Cli::try_parse_from(argv)?)
+    });
+}
+
+#[test]
+fn video_answers_are_pinned() {
+    use pixel_transformer_video::{cli::prepare, VideoArgs, VideoDomain};
+    check("video", |argv| {
+        let mut cli = Cli::<VideoArgs>::try_parse_from(argv)?;
+        match prepare(&mut cli) {
+            1 => run_with::<3, 1, VideoDomain<1>>(cli),
+            _ => run_with::<3, 3, VideoDomain<3>>(cli),
+        }
+    });
+}
