@@ -17,11 +17,11 @@
 use std::time::Instant;
 
 use clap::Parser;
-use pixel_transformer::data::Example;
 use pixel_transformer::deps::dfdx::prelude::*;
-use pixel_transformer::kernels::Backend;
-use pixel_transformer::optim::Adam;
-use pixel_transformer::trainer::train_step;
+use pixel_transformer::train::data::Example;
+use pixel_transformer::train::optim::Adam;
+use pixel_transformer::train::trainer::train_step;
+use pixel_transformer::Backend;
 use pixel_transformer::{BinnedMixture, Model, ModelConfig, Observations, SampleOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -274,7 +274,7 @@ fn main() -> anyhow::Result<()> {
     let result = match args.device.as_str() {
         "cpu" => {
             if !args.system_allocator {
-                pixel_transformer::kernels::keep_freed_memory();
+                pixel_transformer::backend::keep_freed_memory();
             }
             dispatch(&args, Cpu::seed_from_u64(0))?
         }

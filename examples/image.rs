@@ -8,15 +8,9 @@
 //! cargo run --release --example image -- sample --out runs/image/shapes
 //! cargo run --release --example image -- --help
 //! ```
-use clap::Parser;
-use pixel_transformer::cli::{run_with, Cli};
-use pixel_transformer_image::{cli::prepare, ImageArgs, ImageDomain};
+use pixel_transformer_image::ImageDomain;
 
 fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::<ImageArgs>::parse();
-    // Grey or colour is a compile-time parameter of the generic command line.
-    match prepare(&mut cli) {
-        1 => run_with::<2, 1, ImageDomain<1>>(cli),
-        _ => run_with::<2, 3, ImageDomain<3>>(cli),
-    }
+    // Grey or colour: the data (or the checkpoint) decide.
+    pixel_transformer::cli::run_grey_or_colour::<2, ImageDomain<1>, ImageDomain<3>>()
 }

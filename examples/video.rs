@@ -9,15 +9,9 @@
 //! cargo run --release --example video -- train --dataset folder --data DIR --steps 2000
 //! cargo run --release --example video -- --help
 //! ```
-use clap::Parser;
-use pixel_transformer::cli::{run_with, Cli};
-use pixel_transformer_video::{cli::prepare, VideoArgs, VideoDomain};
+use pixel_transformer_video::VideoDomain;
 
 fn main() -> anyhow::Result<()> {
-    let mut cli = Cli::<VideoArgs>::parse();
-    // Grey or colour is a compile-time parameter of the generic command line.
-    match prepare(&mut cli) {
-        1 => run_with::<3, 1, VideoDomain<1>>(cli),
-        _ => run_with::<3, 3, VideoDomain<3>>(cli),
-    }
+    // Grey or colour: the data (or the checkpoint) decide.
+    pixel_transformer::cli::run_grey_or_colour::<3, VideoDomain<1>, VideoDomain<3>>()
 }

@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use pixel_transformer::deps::dfdx::prelude::Cpu;
-use pixel_transformer::{checkpoint, predict, BinnedMixture, Domain, Model, Preset};
+use pixel_transformer::infer::predict;
+use pixel_transformer::train::checkpoint;
+use pixel_transformer::{BinnedMixture, Domain, Model, Preset};
 use pixel_transformer_image::{cifar, folder, mnist};
 use pixel_transformer_polynomial::PolynomialDomain;
 

@@ -1,32 +1,24 @@
 //! Domain plugins: where signals come from and how results are shown.
 //!
-//! A domain ties a [`SpatialSignal`] type to everything the framework needs to
-//! train on it and to show results: seeded train/test signal streams, a dense
-//! grid, default hyper-parameters, and renderers. Implement [`Domain`] for
-//! your signal type and [`crate::cli::run`] gives you `train`, `sample`,
-//! `eval` and `predict` on the command line.
+//! A domain ties a [`SpatialSignal`] type to everything the framework needs
+//! to train on it and to show results: its settings (one type, used both as
+//! command-line options and as what checkpoints store), seeded train/test
+//! signal streams, a dense grid, default hyper-parameters, and pictures.
+//! Implement [`Domain`] for your signal type and [`crate::cli::run`] gives
+//! you `train`, `sample`, `eval`, `export`, `limits` and `predict`; the
+//! defaults draw stock pictures and evaluate the held-out likelihood, so a
+//! domain writes only what is particular to it.
 
-use std::any::Any;
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
-use crate::kernels::Backend;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
-use crate::{Grid, Model, OutputDistribution, Preset, Result, SpatialSignal};
-
-/// A domain's settings, stored in checkpoints as a tagged trait object so a
-/// checkpoint records which domain (and which variant of it) it was trained on.
-///
-/// Implementations are plain serde structs annotated with
-/// `#[typetag::serde(name = "...")]`.
-#[typetag::serde(tag = "type")]
-pub trait DomainConfig: std::fmt::Debug + Send + Sync {
-    /// The domain's name, e.g. `polynomial`; must equal [`Domain::NAME`].
-    fn domain_name(&self) -> &'static str;
-    /// For downcasting to the concrete config type.
-    fn as_any(&self) -> &dyn Any;
-}
+use crate::error::{Error, Result};
+use crate::infer::RunOptions;
+use crate::plot::stock;
+use crate::{Backend, Grid, Model, OutputDistribution, Preset, SpatialSignal};
 
 /// Which part of a data set to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,7 +40,14 @@ pub struct SetSizes {
     pub queries: usize,
 }
 
-/// Hyper-parameters a domain suggests; every one can be overridden on the command line.
+/// Hyper-parameters a domain suggests; every one can be overridden on the
+/// command line. Start from [`Default`] and name only what you change:
+///
+/// ```
+/// use pixel_transformer::{DomainDefaults, Preset};
+/// let defaults = DomainDefaults { steps: 2000, preset: Preset::Tiny, ..DomainDefaults::default() };
+/// assert_eq!(defaults.bins, 1);
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DomainDefaults {
     /// Observation and query set sizes during training.
@@ -68,26 +67,57 @@ pub struct DomainDefaults {
     pub batch_size: usize,
     /// Adam learning rate.
     pub learning_rate: f64,
-    /// Observation set sizes reported by the generic evaluation.
+    /// Observation set sizes reported by the generic evaluation and the
+    /// columns of the stock pictures.
     pub eval_observed: Vec<usize>,
 }
 
+impl Default for DomainDefaults {
+    /// A small model that trains in minutes on a CPU: sets of 4 to 32
+    /// observations and 32 queries, one Gaussian per query, the `small`
+    /// preset, 2,000 steps of batch 32 at learning rate 5e-4.
+    fn default() -> Self {
+        Self {
+            sets: SetSizes {
+                min_observed: 4,
+                max_observed: 32,
+                queries: 32,
+            },
+            bins: 1,
+            sigma_floor: 1e-3,
+            preset: Preset::Small,
+            nearest_value: false,
+            steps: 2000,
+            batch_size: 32,
+            learning_rate: 5e-4,
+            eval_observed: vec![4, 8, 16, 32],
+        }
+    }
+}
+
 /// A signal type plus everything needed to train on it and show results.
+///
+/// Required: the signal and settings types, a name, [`Domain::from_config`]
+/// and [`Domain::config`], [`Domain::draw_signal`] and [`Domain::grid`].
+/// Everything else has a default.
 pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static {
     /// The signal type.
     type Signal: SpatialSignal<P, V> + Send + Sync;
-    /// Domain-specific command-line options (use `clap::Args` derive; an empty struct is fine).
-    type Args: clap::Args + Clone + std::fmt::Debug;
+    /// The domain's settings: its command-line options (derive `clap::Args`)
+    /// and what checkpoints store (derive serde's `Serialize` and
+    /// `Deserialize`), so `sample`, `eval` and `train --resume` rebuild the
+    /// domain a model was trained on. A struct without fields is fine.
+    type Config: clap::Args + Serialize + DeserializeOwned + Clone + Debug + Send + Sync + 'static;
 
     /// Short name, used for `runs/<name>` and to match checkpoints.
     const NAME: &'static str;
 
-    /// Builds the domain from its command-line options.
-    fn from_args(args: &Self::Args) -> Result<Self>;
-    /// The settings to store in a checkpoint.
-    fn config(&self) -> Box<dyn DomainConfig>;
-    /// Rebuilds the domain from the settings stored in a checkpoint.
-    fn from_config(config: &dyn DomainConfig) -> Result<Self>;
+    /// Builds the domain from its settings; bad settings are an error that
+    /// names the option.
+    fn from_config(config: &Self::Config) -> Result<Self>;
+    /// The settings to store in a checkpoint (those it was built from, with
+    /// anything left open resolved).
+    fn config(&self) -> Self::Config;
 
     /// Draws one signal. The same RNG state gives the same signal.
     fn draw_signal(&self, split: Split, rng: &mut ChaCha8Rng) -> Self::Signal;
@@ -117,31 +147,109 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
     /// The dense grid on which mean fields and samples are computed.
     fn grid(&self) -> Grid<P>;
 
-    /// Suggested hyper-parameters.
-    fn defaults(&self) -> DomainDefaults;
+    /// Suggested hyper-parameters ([`DomainDefaults::default`] unless overridden).
+    fn defaults(&self) -> DomainDefaults {
+        DomainDefaults::default()
+    }
 
     /// A checkpoint shipped with the domain crate (`--checkpoint pretrained`).
     fn pretrained_checkpoint(&self) -> Option<PathBuf> {
         None
     }
 
-    /// Writes pictures of predictions for a few test signals (the `sample` command).
+    /// Where runs go without `--out` (default `runs/<NAME>`); domains with
+    /// several data sets keep their runs apart here.
+    fn run_folder(_config: &Self::Config) -> PathBuf {
+        PathBuf::from("runs").join(Self::NAME)
+    }
+
+    /// Values per position these settings describe. Programs whose value
+    /// dimension depends on the data (grey or colour images) pick the
+    /// compiled `V` with it ([`crate::cli::run_grey_or_colour`]); others
+    /// need not override it.
+    fn value_dims(_config: &Self::Config) -> usize {
+        V
+    }
+
+    /// Writes pictures of predictions for a few test signals (the `sample`
+    /// command) and returns their paths. The default draws the framework's
+    /// stock pictures ([`crate::plot::stock`]): curves for 1-D signals,
+    /// image grids for 2-D ones, nothing for higher dimensions. (The
+    /// command line adds the training curve when `out_dir` holds a log.)
     fn render<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<P, V, D, O>,
         out_dir: &Path,
-        seed: u64,
-    ) -> Result<Vec<PathBuf>>;
+        options: &RunOptions,
+    ) -> Result<Vec<PathBuf>> {
+        let sizes = stock::column_sizes(&self.defaults().eval_observed);
+        let rows = stock::rows(
+            options.render_count.unwrap_or(stock::SIGNALS),
+            sizes.iter().copied().max().unwrap_or(0),
+            options.seed,
+            |rng| self.draw_signal(Split::Test, rng),
+            |signal, x, rng| self.observe(signal, x, rng),
+        );
+        stock::pictures(model, &rows, &self.grid(), &sizes, out_dir, options)
+    }
 
-    /// Evaluates a model on held-out signals (the `eval` command) and returns
-    /// a human-readable report; also writes machine-readable results under
-    /// `out_dir`. The default is the generic held-out NLL table.
+    /// Evaluates a model on held-out signals (the `eval` command): returns a
+    /// human-readable report and writes machine-readable results under
+    /// `out_dir`. `Ok(None)` (the default) asks for the framework's generic
+    /// table: held-out NLL and RMSE at each of `defaults().eval_observed`.
     fn evaluate<D: Backend, O: OutputDistribution<V>>(
         &self,
-        model: &Model<P, V, D, O>,
-        out_dir: &Path,
-        seed: u64,
-    ) -> Result<String> {
-        crate::eval::heldout_report(self, model, out_dir, seed)
+        _model: &Model<P, V, D, O>,
+        _out_dir: &Path,
+        _options: &RunOptions,
+    ) -> Result<Option<String>> {
+        Ok(None)
     }
+}
+
+/// A domain's settings as a checkpoint stores them: the config's fields
+/// plus `"type": NAME`, so a checkpoint says which domain it belongs to.
+pub fn config_to_json<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    config: &Dm::Config,
+) -> Result<serde_json::Value> {
+    let value = serde_json::to_value(config)
+        .map_err(|e| Error::invalid(format!("cannot store the {} settings: {e}", Dm::NAME)))?;
+    let mut object = match value {
+        serde_json::Value::Object(o) => o,
+        // Unit structs serialise as `null`: a config without fields.
+        serde_json::Value::Null => serde_json::Map::new(),
+        other => {
+            return Err(Error::invalid(format!(
+                "the {} settings must serialise as a JSON object (a struct), not {other}",
+                Dm::NAME
+            )))
+        }
+    };
+    object.insert("type".into(), Dm::NAME.into());
+    Ok(serde_json::Value::Object(object))
+}
+
+/// Reads the settings a checkpoint stored with [`config_to_json`].
+pub fn config_from_json<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    stored: &serde_json::Value,
+) -> Result<Dm::Config> {
+    let mut object = stored.as_object().cloned().unwrap_or_default();
+    if let Some(tag) = object.remove("type") {
+        if tag != Dm::NAME {
+            return Err(Error::invalid(format!(
+                "these are settings of the `{tag}` domain, not `{}`",
+                Dm::NAME
+            )));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(object.clone()))
+        .or_else(|e| {
+            // Unit-struct configs read back from an empty object as `null`.
+            if object.is_empty() {
+                serde_json::from_value(serde_json::Value::Null).map_err(|_| e)
+            } else {
+                Err(e)
+            }
+        })
+        .map_err(|e| Error::invalid(format!("cannot read the stored {} settings: {e}", Dm::NAME)))
 }

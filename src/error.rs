@@ -54,7 +54,7 @@ pub enum Error {
     Device(String),
     /// An error while drawing a plot.
     #[error(transparent)]
-    Plot(#[from] crate::plot::PlotError),
+    Plot(#[from] PlotError),
 }
 
 impl Error {
@@ -75,4 +75,40 @@ impl Error {
 /// Converts a dfdx device error (CPU out of memory, CUDA error) into [`Error::Device`].
 pub(crate) fn device_err<E: std::fmt::Debug>(e: E) -> Error {
     Error::Device(format!("{e:?}"))
+}
+
+/// Errors from the plotting helpers. Every variant names the file being written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The drawing backend failed (font, rasterisation or encoding problem).
+    #[error("{}: {message}", path.display())]
+    Render {
+        /// The file that was being written.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The data cannot be plotted (empty, mismatched lengths, no finite values, ...).
+    #[error("{}: invalid plot data: {message}", path.display())]
+    InvalidInput {
+        /// The file that was being written.
+        path: PathBuf,
+        /// What is wrong with the data.
+        message: String,
+    },
+    /// The file extension is neither `png` nor `svg`.
+    #[error("{}: unsupported image format (expected a .png or .svg file name)", path.display())]
+    UnsupportedFormat {
+        /// The file that was being written.
+        path: PathBuf,
+    },
+    /// Moving the finished temporary file into place failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file that was being written.
+        path: PathBuf,
+        /// The underlying I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -6,40 +6,42 @@
 //! what was observed (Tulsiani & Gupta, "PixelTransformer: Sample Conditioned
 //! Signal Generation", ICML 2021).
 //!
-//! The pieces, in the order data flows through them:
+//! A new signal type implements [`SpatialSignal`] and [`Domain`];
+//! [`cli::run`] then gives it `train`, `sample`, `eval`, `export`, `limits`
+//! and `predict`.
+//!
+//! The layers, each importing only from the ones before it:
+//! - [`error`], [`io`]: the error type, atomic writes;
 //! - [`signal`]: the [`SpatialSignal`] trait, observation sets, grids;
-//! - [`domain`]: the [`Domain`] plugin trait (data, defaults, rendering);
-//! - [`data`]: random training examples;
-//! - [`model`]: the transformer; [`distribution`]: what it predicts;
-//! - [`trainer`] and [`optim`]: training; [`checkpoint`]: saving and loading;
-//! - [`inference`]: marginals, mean fields, samples; [`eval`], [`predict`];
-//! - [`cli`]: the generic command line; [`plot`]: charts.
+//! - [`backend`]: the [`Backend`] trait, fused CPU kernels, the memory budget;
+//! - [`model`]: the transformer and what it predicts ([`OutputDistribution`]);
+//! - [`infer`]: marginals, samples; [`plot`]: charts and stock pictures;
+//! - [`domain`]: the [`Domain`] plugin trait;
+//! - [`train`]: the trainer, Adam, checkpoints; [`infer::eval`] and
+//!   [`infer::predict`] read what it writes;
+//! - [`cli`]: the generic command line.
+//!
+//! The book's *Architecture* chapter draws these layers.
 #![warn(missing_docs)]
 
-pub mod checkpoint;
+pub mod backend;
 pub mod cli;
-pub mod data;
-pub mod distribution;
 pub mod domain;
 pub mod error;
-pub mod eval;
-pub mod inference;
+pub mod infer;
 pub mod io;
-pub mod kernels;
-pub mod kmeans;
-pub mod limits;
 pub mod model;
-pub mod optim;
 pub mod plot;
-pub mod predict;
 pub mod signal;
-pub mod trainer;
+pub mod train;
 
-pub use distribution::{BinnedMixture, OutputDistribution};
-pub use domain::{Domain, DomainConfig, DomainDefaults, SetSizes, Split};
+pub use backend::Backend;
+pub use domain::{Domain, DomainDefaults, SetSizes, Split};
 pub use error::{Error, Result};
-pub use inference::{Marginals, SampleOptions, SampleRequest};
-pub use model::{Dropout, Model, ModelConfig, ModelInput, Preset};
+pub use infer::{Marginals, RunOptions, SampleOptions, SampleRequest};
+pub use model::{
+    BinnedMixture, Dropout, Model, ModelConfig, ModelInput, OutputDistribution, Preset,
+};
 pub use signal::{Grid, Observations, SpatialSignal};
 
 /// Re-exports of the dependencies a domain crate needs to implement the traits,
@@ -51,5 +53,4 @@ pub mod deps {
     pub use rand_chacha;
     pub use serde;
     pub use serde_json;
-    pub use typetag;
 }

@@ -5,12 +5,12 @@ use std::path::Path;
 
 use clap::Parser;
 use pixel_transformer::cli::{run_with, Cli};
-use pixel_transformer_polynomial::{PolynomialArgs, PolynomialDomain};
+use pixel_transformer_polynomial::PolynomialDomain;
 
 fn run(args: &[&str]) -> anyhow::Result<()> {
     let mut argv = vec!["polynomial"];
     argv.extend_from_slice(args);
-    run_with::<1, 1, PolynomialDomain>(Cli::<PolynomialArgs>::try_parse_from(argv)?)
+    run_with::<1, 1, PolynomialDomain>(Cli::try_parse_from(argv)?)
 }
 
 /// The whole error chain of a command line that must fail.
@@ -40,11 +40,12 @@ fn train_tiny(out: &str, steps: &str, seed: &str, extra: &[&str]) {
 
 fn weights(dir: &Path) -> Vec<Vec<f32>> {
     let device = pixel_transformer::deps::dfdx::prelude::Cpu::default();
-    let loaded = pixel_transformer::checkpoint::load::<1, 1, _, pixel_transformer::BinnedMixture>(
-        dir,
-        "polynomial",
-        &device,
-    )
+    let loaded = pixel_transformer::train::checkpoint::load::<
+        1,
+        1,
+        _,
+        pixel_transformer::BinnedMixture,
+    >(dir, "polynomial", &device)
     .unwrap();
     loaded.model.params().iter().map(|p| p.as_vec()).collect()
 }
@@ -69,7 +70,7 @@ fn export_averages_the_weights_of_several_checkpoints() {
     kept.sort();
     assert_eq!(kept, ["step-000004", "step-000008"]);
     let early = snapshots.join("step-000004").to_str().unwrap().to_string();
-    let meta = pixel_transformer::checkpoint::read_meta(Path::new(&early)).unwrap();
+    let meta = pixel_transformer::train::checkpoint::read_meta(Path::new(&early)).unwrap();
     assert!(meta.step == 4 && !meta.has_optimizer);
     run(&[
         "export",
@@ -97,7 +98,8 @@ fn export_averages_the_weights_of_several_checkpoints() {
     }
     // The header is the first checkpoint's: step 8, weights only.
     let meta =
-        pixel_transformer::checkpoint::read_meta(dir.path().join("averaged").as_path()).unwrap();
+        pixel_transformer::train::checkpoint::read_meta(dir.path().join("averaged").as_path())
+            .unwrap();
     assert!(meta.step == 8 && !meta.has_optimizer);
 
     // Another initialisation (another seed: other bins and Fourier matrix) or
@@ -174,13 +176,13 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
     // domain's default: a finished run stays finished.
     run(&["train", "--resume", "--out", out, "--quiet"]).unwrap();
     assert_eq!(
-        pixel_transformer::checkpoint::read_meta(dir.path())
+        pixel_transformer::train::checkpoint::read_meta(dir.path())
             .unwrap()
             .step,
         6
     );
     run(&["train", "--resume", "--steps", "9", "--out", out, "--quiet"]).unwrap();
-    let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let meta = pixel_transformer::train::checkpoint::read_meta(dir.path()).unwrap();
     assert_eq!(meta.step, 9);
     run(&["sample", "--out", out]).unwrap();
     let shipped = dir.path().join("shipped");
@@ -192,7 +194,7 @@ fn train_sample_eval_predict_and_resume_from_the_command_line() {
         shipped.to_str().unwrap(),
     ])
     .unwrap();
-    let exported = pixel_transformer::checkpoint::read_meta(&shipped).unwrap();
+    let exported = pixel_transformer::train::checkpoint::read_meta(&shipped).unwrap();
     assert!(!exported.has_optimizer && exported.step == 9);
     assert!(run(&["export", "--checkpoint", out, "--out", out]).is_err());
     for f in ["samples.png", "samples.svg", "training_curve.png"] {
@@ -292,7 +294,7 @@ fn bins_on_the_command_line_choose_the_output_distribution() {
     let out = dir.path().to_str().unwrap();
     let args = ["train", "--preset", "tiny", "--steps", "1", "--bins", "3"];
     run(&[&args[..], &["--out", out, "--quiet"]].concat()).unwrap();
-    let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let meta = pixel_transformer::train::checkpoint::read_meta(dir.path()).unwrap();
     let centres = meta.distribution["centres"].as_array().unwrap().len();
     assert_eq!(centres, 3, "{}", meta.distribution);
 }
@@ -348,7 +350,8 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
     ];
     run(&[&from_base[..], &["--lr", "0", "--out", &frozen, "--quiet"]].concat()).unwrap();
     assert_eq!(answers(&frozen), answers(&base));
-    let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&frozen)).unwrap();
+    let meta =
+        pixel_transformer::train::checkpoint::read_meta(std::path::Path::new(&frozen)).unwrap();
     assert_eq!((meta.step, meta.has_optimizer), (2, true));
 
     // Dropout and the set sizes are training settings, so a fine-tuning run
@@ -363,7 +366,8 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
     ];
     run(&[&from_base[..], &settings, &["--out", &tuned, "--quiet"]].concat()).unwrap();
     assert_ne!(answers(&tuned), answers(&base));
-    let meta = pixel_transformer::checkpoint::read_meta(std::path::Path::new(&tuned)).unwrap();
+    let meta =
+        pixel_transformer::train::checkpoint::read_meta(std::path::Path::new(&tuned)).unwrap();
     assert_eq!(meta.training.dropout, 0.1);
     let sets = &meta.training.sets;
     assert_eq!(
@@ -385,7 +389,7 @@ fn training_can_start_from_the_weights_of_another_checkpoint() {
 fn the_main_job_replaces_only_a_run_it_would_write_again() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().to_str().unwrap();
-    let meta = || pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let meta = || pixel_transformer::train::checkpoint::read_meta(dir.path()).unwrap();
     let tiny = [
         "--preset",
         "tiny",

@@ -3,13 +3,15 @@
 
 use std::path::Path;
 
-use pixel_transformer::checkpoint;
 use pixel_transformer::deps::dfdx::prelude::Cpu;
-use pixel_transformer::predict;
-use pixel_transformer::trainer::{read_log, train, TrainOptions, TrainSettings, TrainState};
+use pixel_transformer::domain::{config_from_json, config_to_json};
+use pixel_transformer::infer::predict;
+use pixel_transformer::train::checkpoint;
+use pixel_transformer::train::trainer::{read_log, train, TrainOptions, TrainState};
+use pixel_transformer::train::TrainSettings;
 use pixel_transformer::{
-    BinnedMixture, Domain, DomainConfig, DomainDefaults, Error, Grid, Model, ModelInput,
-    Observations, OutputDistribution, Preset, SetSizes, SpatialSignal, Split,
+    BinnedMixture, Domain, DomainDefaults, Error, Grid, Model, ModelInput, Observations,
+    OutputDistribution, Preset, SetSizes, SpatialSignal, Split,
 };
 use pixel_transformer_polynomial::PolynomialDomain;
 use rand_chacha::ChaCha8Rng;
@@ -84,7 +86,8 @@ fn checkpoint_round_trip_gives_identical_predictions() {
     assert_eq!(loaded.meta.step, 5);
     assert!(loaded.optimizer.is_some());
     // The typed domain config survives the round trip.
-    let back = PolynomialDomain::from_config(loaded.meta.domain.as_ref()).unwrap();
+    let stored = config_from_json::<1, 1, PolynomialDomain>(&loaded.meta.domain).unwrap();
+    let back = PolynomialDomain::from_config(&stored).unwrap();
     assert_eq!(back, domain);
 }
 
@@ -219,38 +222,24 @@ fn predict_answers_lines_and_names_bad_ones() {
 }
 
 // A second domain, to check checkpoints are matched to their domain.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct SineConfig;
-#[typetag::serde(name = "sine-test")]
-impl DomainConfig for SineConfig {
-    fn domain_name(&self) -> &'static str {
-        "sine-test"
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
 struct Sine(f32);
 impl SpatialSignal<1, 1> for Sine {
     fn value_at(&self, p: [f32; 1]) -> [f32; 1] {
         [(self.0 * p[0]).sin()]
     }
 }
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, clap::Args)]
 struct NoArgs;
 struct SineDomain;
 impl Domain<1, 1> for SineDomain {
     type Signal = Sine;
-    type Args = NoArgs;
+    type Config = NoArgs;
     const NAME: &'static str = "sine-test";
-    fn from_args(_: &NoArgs) -> pixel_transformer::Result<Self> {
+    fn from_config(_: &NoArgs) -> pixel_transformer::Result<Self> {
         Ok(SineDomain)
     }
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(SineConfig)
-    }
-    fn from_config(_: &dyn DomainConfig) -> pixel_transformer::Result<Self> {
-        Ok(SineDomain)
+    fn config(&self) -> NoArgs {
+        NoArgs
     }
     fn draw_signal(&self, _: Split, rng: &mut ChaCha8Rng) -> Sine {
         use rand::Rng;
@@ -262,11 +251,11 @@ impl Domain<1, 1> for SineDomain {
     fn defaults(&self) -> DomainDefaults {
         PolynomialDomain::new(0.0).unwrap().defaults()
     }
-    fn render<D: pixel_transformer::kernels::Backend, O: OutputDistribution<1>>(
+    fn render<D: pixel_transformer::Backend, O: OutputDistribution<1>>(
         &self,
         _: &Model<1, 1, D, O>,
         _: &Path,
-        _: u64,
+        _: &pixel_transformer::RunOptions,
     ) -> pixel_transformer::Result<Vec<std::path::PathBuf>> {
         Ok(Vec::new())
     }
@@ -303,7 +292,15 @@ fn mismatched_checkpoints_are_refused_with_the_difference_named() {
         &Cpu::default(),
     )
     .unwrap();
-    checkpoint::save(&small, &model, None, Box::new(SineConfig), &settings(0), 0).unwrap();
+    checkpoint::save(
+        &small,
+        &model,
+        None,
+        config_to_json::<1, 1, SineDomain>(&NoArgs).unwrap(),
+        &settings(0),
+        0,
+    )
+    .unwrap();
     let mut bytes = std::fs::read(small.join(checkpoint::FILE_NAME)).unwrap();
     // Claim the tiny architecture in the header while the tensors are small-sized.
     let header_end = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
@@ -377,7 +374,7 @@ fn nan_weights_are_refused_on_save_and_on_load() {
         dir.path(),
         &model,
         None,
-        Box::new(SineConfig),
+        config_to_json::<1, 1, SineDomain>(&NoArgs).unwrap(),
         &settings(0),
         0,
     )
@@ -546,7 +543,7 @@ fn requests_beyond_the_memory_budget_are_refused_before_allocating() {
     // On the CPU attention memory grows linearly with |S| (the fused kernel
     // keeps few weights), so it takes a large set to need ~80 MiB.
     let big = Observations::from_pairs(vec![[0.0]; 20000], vec![[0.0]; 20000]).unwrap();
-    let err = pixel_transformer::limits::with_budget(10 << 20, || {
+    let err = pixel_transformer::backend::memory::with_budget(10 << 20, || {
         model.predict(&[ModelInput {
             observed: &big,
             queries: &[[0.0]],
@@ -588,17 +585,6 @@ fn several_values_per_pass_is_seeded_and_scored_by_the_exact_model() {
 
 // Planes `v = a·x₀ + c` over [-1, 1]^P with random slope and offset: a model
 // must relate query positions to observed ones along one axis to predict them.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct SlopeConfig;
-#[typetag::serde(name = "slope-test")]
-impl DomainConfig for SlopeConfig {
-    fn domain_name(&self) -> &'static str {
-        "slope-test"
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
 struct Slope(f32, f32);
 impl<const P: usize> SpatialSignal<P, 1> for Slope {
     fn value_at(&self, p: [f32; P]) -> [f32; 1] {
@@ -608,16 +594,13 @@ impl<const P: usize> SpatialSignal<P, 1> for Slope {
 struct SlopeDomain<const P: usize>;
 impl<const P: usize> Domain<P, 1> for SlopeDomain<P> {
     type Signal = Slope;
-    type Args = NoArgs;
+    type Config = NoArgs;
     const NAME: &'static str = "slope-test";
-    fn from_args(_: &NoArgs) -> pixel_transformer::Result<Self> {
+    fn from_config(_: &NoArgs) -> pixel_transformer::Result<Self> {
         Ok(SlopeDomain)
     }
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(SlopeConfig)
-    }
-    fn from_config(_: &dyn DomainConfig) -> pixel_transformer::Result<Self> {
-        Ok(SlopeDomain)
+    fn config(&self) -> NoArgs {
+        NoArgs
     }
     fn draw_signal(&self, _: Split, rng: &mut ChaCha8Rng) -> Slope {
         use rand::Rng;
@@ -636,11 +619,11 @@ impl<const P: usize> Domain<P, 1> for SlopeDomain<P> {
             ..PolynomialDomain::new(0.0).unwrap().defaults()
         }
     }
-    fn render<D: pixel_transformer::kernels::Backend, O: OutputDistribution<1>>(
+    fn render<D: pixel_transformer::Backend, O: OutputDistribution<1>>(
         &self,
         _: &Model<P, 1, D, O>,
         _: &Path,
-        _: u64,
+        _: &pixel_transformer::RunOptions,
     ) -> pixel_transformer::Result<Vec<std::path::PathBuf>> {
         Ok(Vec::new())
     }
@@ -667,7 +650,8 @@ fn slope_rmse(raw_positions: bool) -> f64 {
     let mut o = options(dir.path(), 400);
     o.checkpoint_every = 1000;
     train(&domain, &mut state, &o).unwrap();
-    pixel_transformer::eval::heldout_metrics(&domain, &state.model, &[8], 16, 1).unwrap()[0].rmse
+    pixel_transformer::infer::eval::heldout_metrics(&domain, &state.model, &[8], 16, 1).unwrap()[0]
+        .rmse
 }
 
 #[test]
@@ -685,17 +669,6 @@ fn raw_coordinates_let_a_small_model_relate_positions_in_2d() {
 // [-1, 1]², observed at 256–512 points. Sharp edges and mostly empty space,
 // like Moving MNIST's frames: near an edge the value at a query is best told
 // by the observation nearest to it.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct DiscsConfig;
-#[typetag::serde(name = "discs-test")]
-impl DomainConfig for DiscsConfig {
-    fn domain_name(&self) -> &'static str {
-        "discs-test"
-    }
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-}
 struct Discs([[f32; 3]; 3]);
 impl SpatialSignal<2, 1> for Discs {
     fn value_at(&self, p: [f32; 2]) -> [f32; 1] {
@@ -709,16 +682,13 @@ impl SpatialSignal<2, 1> for Discs {
 struct DiscsDomain;
 impl Domain<2, 1> for DiscsDomain {
     type Signal = Discs;
-    type Args = NoArgs;
+    type Config = NoArgs;
     const NAME: &'static str = "discs-test";
-    fn from_args(_: &NoArgs) -> pixel_transformer::Result<Self> {
+    fn from_config(_: &NoArgs) -> pixel_transformer::Result<Self> {
         Ok(DiscsDomain)
     }
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(DiscsConfig)
-    }
-    fn from_config(_: &dyn DomainConfig) -> pixel_transformer::Result<Self> {
-        Ok(DiscsDomain)
+    fn config(&self) -> NoArgs {
+        NoArgs
     }
     fn draw_signal(&self, _: Split, rng: &mut ChaCha8Rng) -> Discs {
         use rand::Rng;
@@ -743,11 +713,11 @@ impl Domain<2, 1> for DiscsDomain {
             ..PolynomialDomain::new(0.0).unwrap().defaults()
         }
     }
-    fn render<D: pixel_transformer::kernels::Backend, O: OutputDistribution<1>>(
+    fn render<D: pixel_transformer::Backend, O: OutputDistribution<1>>(
         &self,
         _: &Model<2, 1, D, O>,
         _: &Path,
-        _: u64,
+        _: &pixel_transformer::RunOptions,
     ) -> pixel_transformer::Result<Vec<std::path::PathBuf>> {
         Ok(Vec::new())
     }
@@ -773,7 +743,8 @@ fn discs_rmse(nearest_value: bool) -> f64 {
     let mut o = options(dir.path(), 300);
     o.checkpoint_every = 1000;
     train(&DiscsDomain, &mut state, &o).unwrap();
-    pixel_transformer::eval::heldout_metrics(&DiscsDomain, &state.model, &[512], 64, 1).unwrap()[0]
+    pixel_transformer::infer::eval::heldout_metrics(&DiscsDomain, &state.model, &[512], 64, 1)
+        .unwrap()[0]
         .rmse
 }
 

@@ -6,10 +6,10 @@
 //! machine with an NVIDIA GPU.
 #![cfg(feature = "cuda")]
 
-use pixel_transformer::data::Example;
 use pixel_transformer::deps::dfdx::prelude::*;
-use pixel_transformer::optim::Adam;
-use pixel_transformer::trainer::train_step;
+use pixel_transformer::train::data::Example;
+use pixel_transformer::train::optim::Adam;
+use pixel_transformer::train::trainer::train_step;
 use pixel_transformer::{
     BinnedMixture, Model, ModelInput, Observations, OutputDistribution, Preset, SampleOptions,
 };

@@ -41,7 +41,8 @@ fn every_committed_fuzz_input_is_handled_without_a_panic() {
 fn the_seed_corpora_are_valid_inputs() {
     // The seeds are meant to reach deep into each parser, so they must parse.
     use pixel_transformer::deps::dfdx::prelude::Cpu;
-    use pixel_transformer::{checkpoint, BinnedMixture};
+    use pixel_transformer::train::checkpoint;
+    use pixel_transformer::BinnedMixture;
     let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     for (file, bytes) in inputs(&seeds.join("checkpoint")) {
         checkpoint::load_bytes::<1, 1, Cpu, BinnedMixture>(

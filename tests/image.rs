@@ -5,35 +5,24 @@ use std::path::Path;
 use std::time::Instant;
 
 use clap::Parser;
-use pixel_transformer::cli::{fit_distribution, run_with, Cli};
-use pixel_transformer::data::draw_example_with;
+use pixel_transformer::cli::run_grey_or_colour_from;
 use pixel_transformer::deps::dfdx::prelude::Cpu;
-use pixel_transformer::eval::{heldout_metrics, HeldoutRow, HELDOUT_SIGNALS};
-use pixel_transformer::trainer::{train, TrainOptions, TrainSettings, TrainState};
+use pixel_transformer::infer::eval::{heldout_metrics, HeldoutRow, HELDOUT_SIGNALS};
+use pixel_transformer::train::data::draw_example_with;
+use pixel_transformer::train::fit_distribution;
+use pixel_transformer::train::trainer::{train, TrainOptions, TrainState};
+use pixel_transformer::train::TrainSettings;
 use pixel_transformer::{BinnedMixture, Model, Preset, SetSizes, Split};
 use pixel_transformer_image::classifier::ClassifierOptions;
 use pixel_transformer_image::deps::image;
-use pixel_transformer_image::{
-    cli::prepare, evaluate_with, DatasetKind, EvalOptions, ImageArgs, ImageConfig, ImageDomain,
-};
+use pixel_transformer_image::{evaluate_with, DatasetKind, EvalOptions, ImageConfig, ImageDomain};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-fn cli(args: &[&str]) -> Cli<ImageArgs> {
-    let mut argv = vec!["image"];
-    argv.extend_from_slice(args);
-    Cli::<ImageArgs>::try_parse_from(argv).unwrap()
-}
-
 /// Runs the example's dispatch: grey or colour from the options or checkpoint.
 fn run(args: &[&str]) -> anyhow::Result<usize> {
-    let mut c = cli(args);
-    let channels = prepare(&mut c);
-    match channels {
-        1 => run_with::<2, 1, ImageDomain<1>>(c)?,
-        _ => run_with::<2, 3, ImageDomain<3>>(c)?,
-    }
-    Ok(channels)
+    let argv = std::iter::once("image").chain(args.iter().copied());
+    run_grey_or_colour_from::<2, ImageDomain<1>, ImageDomain<3>, _, _>(argv)
 }
 
 fn decode(path: &Path) -> image::RgbImage {
@@ -65,7 +54,7 @@ fn colour_images_train_and_render_end_to_end() {
     ])
     .unwrap();
     assert_eq!(channels, 3);
-    let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let meta = pixel_transformer::train::checkpoint::read_meta(dir.path()).unwrap();
     assert_eq!((meta.step, meta.value_dims, meta.position_dims), (30, 3, 2));
 
     // `sample` without --dataset: the checkpoint says colour shapes at 16 px.
@@ -249,8 +238,9 @@ fn a_tiny_model_learns_mnist_beyond_the_untrained_model_and_the_mean_value() {
     let domain = ImageDomain::<1>::new(ImageConfig {
         dataset: DatasetKind::Mnist,
         data: None,
-        size: 28,
-        channels: 1,
+        size: Some(28),
+        grey: false,
+        channels: Some(1),
         augment: false,
     })
     .unwrap();

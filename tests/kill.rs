@@ -6,9 +6,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use pixel_transformer::checkpoint;
 use pixel_transformer::deps::dfdx::prelude::Cpu;
-use pixel_transformer::trainer::{read_log, train, TrainOptions, TrainSettings, TrainState};
+use pixel_transformer::train::checkpoint;
+use pixel_transformer::train::trainer::{read_log, train, TrainOptions, TrainState};
+use pixel_transformer::train::TrainSettings;
 use pixel_transformer::{BinnedMixture, Model, Preset, SetSizes};
 use pixel_transformer_polynomial::PolynomialDomain;
 use rand::{Rng, SeedableRng};

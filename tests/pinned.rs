@@ -10,8 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::Parser;
-use pixel_transformer::cli::{run_with, Cli};
+use pixel_transformer::cli::{run_from, run_grey_or_colour_from};
 
 fn pinned(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -51,7 +50,12 @@ fn check(domain: &str, run: impl FnOnce(Vec<String>) -> anyhow::Result<()>) {
     let expected = std::fs::read_to_string(&expected_path).unwrap();
     assert_eq!(got.lines().count(), expected.lines().count());
     for (i, (g, e)) in got.lines().zip(expected.lines()).enumerate() {
-        assert_eq!(g, e, "{domain}: answer {} differs from the pinned one", i + 1);
+        assert_eq!(
+            g,
+            e,
+            "{domain}: answer {} differs from the pinned one",
+            i + 1
+        );
     }
 }
 
@@ -59,38 +63,28 @@ fn check(domain: &str, run: impl FnOnce(Vec<String>) -> anyhow::Result<()>) {
 fn polynomial_answers_are_pinned() {
     use pixel_transformer_polynomial::PolynomialDomain;
     check("polynomial", |argv| {
-        run_with::<1, 1, PolynomialDomain>(Cli::try_parse_from(argv)?)
+        run_from::<1, 1, PolynomialDomain, _, _>(argv)
     });
 }
 
 #[test]
 fn image_answers_are_pinned() {
-    use pixel_transformer_image::{cli::prepare, ImageArgs, ImageDomain};
+    use pixel_transformer_image::ImageDomain;
     check("image", |argv| {
-        let mut cli = Cli::<ImageArgs>::try_parse_from(argv)?;
-        match prepare(&mut cli) {
-            1 => run_with::<2, 1, ImageDomain<1>>(cli),
-            _ => run_with::<2, 3, ImageDomain<3>>(cli),
-        }
+        run_grey_or_colour_from::<2, ImageDomain<1>, ImageDomain<3>, _, _>(argv).map(|_| ())
     });
 }
 
 #[test]
 fn sdf_answers_are_pinned() {
     use pixel_transformer_sdf::SdfDomain;
-    check("sdf", |argv| {
-        run_with::<3, 1, SdfDomain>(Cli::try_parse_from(argv)?)
-    });
+    check("sdf", |argv| run_from::<3, 1, SdfDomain, _, _>(argv));
 }
 
 #[test]
 fn video_answers_are_pinned() {
-    use pixel_transformer_video::{cli::prepare, VideoArgs, VideoDomain};
+    use pixel_transformer_video::VideoDomain;
     check("video", |argv| {
-        let mut cli = Cli::<VideoArgs>::try_parse_from(argv)?;
-        match prepare(&mut cli) {
-            1 => run_with::<3, 1, VideoDomain<1>>(cli),
-            _ => run_with::<3, 3, VideoDomain<3>>(cli),
-        }
+        run_grey_or_colour_from::<3, VideoDomain<1>, VideoDomain<3>, _, _>(argv).map(|_| ())
     });
 }

@@ -17,11 +17,11 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use pixel_transformer::checkpoint;
+use pixel_transformer::backend::Param;
 use pixel_transformer::deps::dfdx::prelude::*;
-use pixel_transformer::kernels::Backend;
-use pixel_transformer::model::Param;
-use pixel_transformer::optim::Adam;
+use pixel_transformer::train::checkpoint;
+use pixel_transformer::train::optim::Adam;
+use pixel_transformer::Backend;
 use pixel_transformer::{io::write_atomic, Error, Result};
 use rand::{seq::SliceRandom, Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -13,8 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::kernels::Backend;
-use pixel_transformer::{Domain, Model, OutputDistribution, Result, SampleOptions, Split};
+use pixel_transformer::Backend;
+use pixel_transformer::{
+    Domain, Model, OutputDistribution, Result, RunOptions, SampleOptions, Split,
+};
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -53,8 +55,9 @@ pub(crate) fn render_composition<const V: usize, D: Backend, O: OutputDistributi
     domain: &ImageDomain<V>,
     model: &Model<2, V, D, O>,
     out_dir: &Path,
-    seed: u64,
+    options: &RunOptions,
 ) -> Result<PathBuf> {
+    let seed = options.seed;
     let size = domain.size();
     let grid = domain.grid();
     let positions = grid.positions();
@@ -69,7 +72,7 @@ pub(crate) fn render_composition<const V: usize, D: Backend, O: OutputDistributi
         order.shuffle(&mut rng);
         let s = observe(&composed, &order, n);
         let mean = model.mean_field(&s, &positions)?;
-        let (autoregressive, temperature) = figure_sampling(grid.len());
+        let (autoregressive, temperature) = figure_sampling(options, grid.len());
         let samples = model.sample(
             &s,
             &positions,

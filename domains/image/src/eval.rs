@@ -26,15 +26,14 @@
 //! run to a few minutes; the command line enlarges them (`--eval-images`,
 //! `--eval-samples`, `--eval-autoregressive`).
 
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use pixel_transformer::kernels::Backend;
 use pixel_transformer::plot::{plot_lines, LineChart, Series};
+use pixel_transformer::Backend;
 use pixel_transformer::{
-    io::write_atomic, Domain, Error, Model, OutputDistribution, Result, SampleOptions,
+    io::write_atomic, Domain, Error, Model, OutputDistribution, Result, RunOptions, SampleOptions,
     SampleRequest, Split,
 };
 use rand::{seq::SliceRandom, SeedableRng};
@@ -51,7 +50,7 @@ use crate::{nearest_fill, Image, ImageDomain};
 const SAMPLE_GROUP: usize = 8;
 
 /// Queries per held-out image of the earlier, generic NLL evaluation
-/// (`pixel_transformer::eval::heldout_metrics`). The image evaluation now
+/// (`pixel_transformer::infer::eval::heldout_metrics`). The image evaluation now
 /// scores every pixel; kept for code that used it.
 pub const EVAL_QUERIES: usize = 256;
 
@@ -87,23 +86,18 @@ impl Default for EvalOptions {
     }
 }
 
-thread_local! {
-    /// Options given on the command line, for the `eval` of this thread.
-    static CLI_OPTIONS: RefCell<Option<EvalOptions>> = const { RefCell::new(None) };
-}
-
-/// Makes [`Domain::evaluate`] on this thread use `options`.
-///
-/// The generic command line rebuilds the domain from the checkpoint's
-/// settings before evaluating, so options of this one command cannot travel
-/// in the domain; [`crate::cli::prepare`] hands them over here instead. It is
-/// per thread so that parallel tests with different options cannot mix.
-pub fn set_thread_options(options: Option<EvalOptions>) {
-    CLI_OPTIONS.with(|o| *o.borrow_mut() = options);
-}
-
-fn thread_options() -> EvalOptions {
-    CLI_OPTIONS.with(|o| o.borrow().clone()).unwrap_or_default()
+impl EvalOptions {
+    /// The defaults, enlarged or shrunk by `--eval-count`, `--eval-samples`
+    /// and `--eval-autoregressive`.
+    pub fn from_run(options: &RunOptions) -> Self {
+        let d = EvalOptions::default();
+        EvalOptions {
+            images: options.eval_count.unwrap_or(d.images),
+            samples: options.eval_samples.unwrap_or(d.samples),
+            autoregressive: options.eval_autoregressive.unwrap_or(d.autoregressive),
+            ..d
+        }
+    }
 }
 
 /// Powers of two from 4 up to `max` (4 alone if `max` < 8).
@@ -510,15 +504,21 @@ fn write_outputs(
     Ok(written)
 }
 
-/// The `eval` command: [`evaluate_with`] with the options of this thread's
-/// command line (or the defaults), returning the table.
+/// The `eval` command: [`evaluate_with`] with the command line's options
+/// (or the defaults), returning the table.
 pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
     domain: &ImageDomain<V>,
     model: &Model<2, V, D, O>,
     out_dir: &Path,
-    seed: u64,
+    options: &RunOptions,
 ) -> Result<String> {
-    let report = evaluate_with(domain, model, out_dir, seed, &thread_options())?;
+    let report = evaluate_with(
+        domain,
+        model,
+        out_dir,
+        options.seed,
+        &EvalOptions::from_run(options),
+    )?;
     Ok(table(&report))
 }
 

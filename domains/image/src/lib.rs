@@ -47,7 +47,6 @@ pub mod augment;
 mod baseline;
 pub mod cifar;
 pub mod classifier;
-pub mod cli;
 pub mod compose;
 mod dataset;
 pub mod eval;
@@ -60,14 +59,12 @@ mod raster;
 mod render;
 pub mod shapes;
 
-use std::any::Any;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pixel_transformer::kernels::Backend;
 use pixel_transformer::{
-    Domain, DomainConfig, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
-    SetSizes, Split,
+    Backend, Domain, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
+    RunOptions, SetSizes, Split,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -84,37 +81,10 @@ pub use render::{MEAN_SIZES, SAMPLES, SAMPLE_AUTOREGRESSIVE, SAMPLE_OBSERVED};
 /// folder of 10,000 images at 256² in colour already takes 7.9 GB.
 pub const MAX_SIZE: usize = 256;
 
-/// The image domain's settings, stored in checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The image domain's settings: its command-line options and what
+/// checkpoints store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct ImageConfig {
-    /// Which data set.
-    pub dataset: DatasetKind,
-    /// Where its files are (`None`: embedded MNIST, or the procedural shapes).
-    pub data: Option<PathBuf>,
-    /// Image side in pixels (images are square).
-    pub size: usize,
-    /// Channels the model sees: 1 (grey) or 3 (colour).
-    pub channels: usize,
-    /// Whether training images are randomly shifted, scaled and rotated a
-    /// little each time they are drawn ([`augment`]); test images never are.
-    /// (Absent in checkpoints written before it existed: `false`.)
-    #[serde(default)]
-    pub augment: bool,
-}
-
-#[typetag::serde(name = "image")]
-impl DomainConfig for ImageConfig {
-    fn domain_name(&self) -> &'static str {
-        "image"
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// Command-line options of the image domain.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ImageArgs {
     /// Which images to learn.
     #[arg(long, global = true, value_enum, default_value_t = DatasetKind::Mnist)]
     pub dataset: DatasetKind,
@@ -127,72 +97,42 @@ pub struct ImageArgs {
     pub size: Option<usize>,
     /// Learn a colour data set in grey (one channel).
     #[arg(long, global = true)]
+    #[serde(default)]
     pub grey: bool,
+    /// Channels the model sees: 1 (grey) or 3 (colour); settled from
+    /// `--dataset` and `--grey` when the domain is built.
+    #[arg(skip)]
+    pub channels: Option<usize>,
     /// Training: distort every training image a little each time it is drawn
-    /// (shift up to 2 pixels, scale by 0.9–1.1, rotate up to 10°), so a small
-    /// data set lasts longer before the model overfits it.
+    /// (shift up to 2 pixels, scale by 0.9–1.1, rotate up to 10°; see
+    /// [`augment`]), so a small data set lasts longer before the model
+    /// overfits it; test images never are. (Absent in checkpoints written
+    /// before it existed: `false`.)
     #[arg(long, global = true)]
+    #[serde(default)]
     pub augment: bool,
-    /// Evaluation: number of test images [default: 100].
-    #[arg(long, global = true)]
-    pub eval_images: Option<usize>,
-    /// Evaluation: samples per test image and |S| [default: 1].
-    #[arg(long, global = true)]
-    pub eval_samples: Option<usize>,
-    /// Evaluation: pixels of each sample drawn one at a time before the rest
-    /// take the mean (hybrid sampling) [default: 16].
-    #[arg(long, global = true)]
-    pub eval_autoregressive: Option<usize>,
-    /// Figures: pixels of each sample in `samples.png` and `composition.png`
-    /// drawn one at a time before the rest take the mean [default: 64]; the pixel count or more
-    /// draws every pixel (exact sampling, as the paper's MNIST figures; about
-    /// a minute per digit on a CPU).
-    #[arg(long, global = true)]
-    pub sample_autoregressive: Option<usize>,
-    /// Figures: temperature of each drawn pixel's bin choice in
-    /// `samples.png` and `composition.png` (below 1 favours the likelier bins: cleaner strokes,
-    /// less variety) [default: 0.9, the paper's].
-    #[arg(long, global = true)]
-    pub sample_temperature: Option<f32>,
 }
 
-impl ImageArgs {
-    /// The evaluation's options: the defaults, enlarged or shrunk by the `--eval-*` flags.
-    pub fn eval_options(&self) -> EvalOptions {
-        let d = EvalOptions::default();
-        EvalOptions {
-            images: self.eval_images.unwrap_or(d.images),
-            samples: self.eval_samples.unwrap_or(d.samples),
-            autoregressive: self.eval_autoregressive.unwrap_or(d.autoregressive),
-            ..d
-        }
-    }
-
-    /// Channels the model should have for these options: 1 for MNIST or
-    /// with `--grey`, else 3. The example program dispatches on it, since
-    /// the command line is generic over `V` at compile time.
+impl ImageConfig {
+    /// Channels these settings describe: as stored, else 1 for MNIST or
+    /// with `--grey`, else 3.
     pub fn channels(&self) -> usize {
-        if self.grey {
-            1
-        } else {
-            self.dataset.native_channels()
+        match self.channels {
+            Some(c) => c,
+            None if self.grey => 1,
+            None => self.dataset.native_channels(),
         }
     }
 
-    /// The settings these options describe, for a model with `channels` channels.
-    ///
-    /// The data path is made absolute when it exists, so a checkpoint's
-    /// `sample` or `eval` finds the data from any working folder.
-    pub fn config(&self, channels: usize) -> ImageConfig {
-        ImageConfig {
-            dataset: self.dataset,
-            data: self
-                .data
-                .as_ref()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
-            size: self.size.unwrap_or(self.dataset.native_size()),
-            channels,
-            augment: self.augment,
+    /// The default settings of `dataset`.
+    pub fn of(dataset: DatasetKind) -> Self {
+        Self {
+            dataset,
+            data: None,
+            size: None,
+            grey: false,
+            channels: None,
+            augment: false,
         }
     }
 }
@@ -225,24 +165,28 @@ impl<const V: usize> std::fmt::Debug for ImageDomain<V> {
 }
 
 impl<const V: usize> ImageDomain<V> {
-    /// Loads the data set `config` describes.
-    pub fn new(config: ImageConfig) -> Result<Self> {
-        if !matches!(V, 1 | 3) || config.channels != V {
+    /// Loads the data set `config` describes, with anything it leaves open
+    /// settled: the size, the channels, an absolute data path (so a
+    /// checkpoint's `sample` or `eval` finds the data from any folder).
+    pub fn new(mut config: ImageConfig) -> Result<Self> {
+        if !matches!(V, 1 | 3) || config.channels() != V {
             return Err(Error::invalid(format!(
                 "an image model has 1 (grey) or 3 (colour) channels; asked for {} in a {V}-channel domain",
-                config.channels
+                config.channels()
             )));
         }
-        if !(1..=MAX_SIZE).contains(&config.size) {
+        config.channels = Some(V);
+        let size = *config.size.get_or_insert(config.dataset.native_size());
+        config.data = config.data.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
+        if !(1..=MAX_SIZE).contains(&size) {
             return Err(Error::invalid(format!(
-                "--size must be between 1 and {MAX_SIZE} pixels, got {}",
-                config.size
+                "--size must be between 1 and {MAX_SIZE} pixels, got {size}"
             )));
         }
         let source = match config.dataset {
             DatasetKind::Shapes => Source::Shapes,
             kind => {
-                let set = load::<V>(kind, config.data.as_deref(), config.size)?;
+                let set = load::<V>(kind, config.data.as_deref(), size)?;
                 Source::Stored(Arc::new(set))
             }
         };
@@ -256,7 +200,9 @@ impl<const V: usize> ImageDomain<V> {
 
     /// Image side in pixels.
     pub fn size(&self) -> usize {
-        self.config.size
+        self.config
+            .size
+            .unwrap_or(self.config.dataset.native_size())
     }
 
     /// Number of images in `split`; `None` for an endless procedural split
@@ -316,23 +262,24 @@ impl<const V: usize> ImageDomain<V> {
 
 impl<const V: usize> Domain<2, V> for ImageDomain<V> {
     type Signal = Image<V>;
-    type Args = ImageArgs;
+    type Config = ImageConfig;
     const NAME: &'static str = "image";
 
-    fn from_args(args: &ImageArgs) -> Result<Self> {
-        Self::new(args.config(V))
+    fn from_config(config: &ImageConfig) -> Result<Self> {
+        Self::new(config.clone())
     }
 
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(self.config.clone())
+    fn config(&self) -> ImageConfig {
+        self.config.clone()
     }
 
-    fn from_config(config: &dyn DomainConfig) -> Result<Self> {
-        let c = config
-            .as_any()
-            .downcast_ref::<ImageConfig>()
-            .ok_or_else(|| Error::invalid(format!("not an image config: {config:?}")))?;
-        Self::new(c.clone())
+    fn run_folder(config: &ImageConfig) -> PathBuf {
+        // Grey and colour runs, or two data sets, never share a folder.
+        PathBuf::from("runs/image").join(config.dataset.name())
+    }
+
+    fn value_dims(config: &ImageConfig) -> usize {
+        config.channels()
     }
 
     fn draw_signal(&self, split: Split, rng: &mut ChaCha8Rng) -> Image<V> {
@@ -402,25 +349,28 @@ impl<const V: usize> Domain<2, V> for ImageDomain<V> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pretrained/mnist");
         (V == 1 && self.config.dataset == DatasetKind::Mnist)
             .then_some(dir)
-            .filter(|d| d.join(pixel_transformer::checkpoint::FILE_NAME).exists())
+            .filter(|d| {
+                d.join(pixel_transformer::train::checkpoint::FILE_NAME)
+                    .exists()
+            })
     }
 
     fn render<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<2, V, D, O>,
         out_dir: &Path,
-        seed: u64,
+        options: &RunOptions,
     ) -> Result<Vec<PathBuf>> {
-        render::render(self, model, out_dir, seed)
+        render::render(self, model, out_dir, options)
     }
 
     fn evaluate<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<2, V, D, O>,
         out_dir: &Path,
-        seed: u64,
-    ) -> Result<String> {
-        eval::evaluate(self, model, out_dir, seed)
+        options: &RunOptions,
+    ) -> Result<Option<String>> {
+        eval::evaluate(self, model, out_dir, options).map(Some)
     }
 }
 

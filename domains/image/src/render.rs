@@ -7,20 +7,18 @@
 //!   `means.png`, on one shared scale, showing the uncertainty shrink;
 //! - `composition.png` (Fig. 5): `S` from the top of one test image and the
 //!   bottom of another (see [`crate::compose`]);
-//! - `training_curve.png` and `.svg` when the folder holds a training log;
 //! - `figures.json`: what the pictures show (sizes, the std scale).
 //!
 //! Observations are distinct pixel centres, nested across the columns (the
 //! set at `|S| = 16` contains the one at 4), so columns differ only by what
 //! was added.
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::kernels::Backend;
+use pixel_transformer::Backend;
 use pixel_transformer::{
-    io::write_atomic, trainer::plot_training_curve, Domain, Model, Observations,
-    OutputDistribution, Result, SampleOptions, Split,
+    io::write_atomic, Domain, Model, Observations, OutputDistribution, Result, RunOptions,
+    SampleOptions, Split,
 };
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,28 +42,17 @@ const IMAGES: usize = 4;
 /// Temperature of the bin choice when sampling (the paper's evaluation).
 pub(crate) const TEMPERATURE: f32 = 0.9;
 
-thread_local! {
-    /// `--sample-autoregressive` and `--sample-temperature`, for the figures
-    /// of this thread (handed over like the evaluation's options: see
-    /// [`crate::eval::set_thread_options`]).
-    static SAMPLING: Cell<(Option<usize>, Option<f32>)> = const { Cell::new((None, None)) };
-}
-
-/// Makes the samples of the figures drawn on this thread take
-/// `autoregressive` pixels one at a time ([`SAMPLE_AUTOREGRESSIVE`] when
-/// `None`) at `temperature` (0.9 when `None`).
-pub(crate) fn set_thread_sampling(autoregressive: Option<usize>, temperature: Option<f32>) {
-    SAMPLING.with(|a| a.set((autoregressive, temperature)));
-}
-
-/// How the figures of this thread draw samples of `pixels` pixels: the
-/// hybrid rule's count (past the pixel count there is nothing left to draw)
-/// and the temperature.
-pub(crate) fn figure_sampling(pixels: usize) -> (usize, f32) {
-    let (autoregressive, temperature) = SAMPLING.with(Cell::get);
+/// How the figures draw samples of `pixels` pixels: the hybrid rule's count
+/// (`--sample-autoregressive`, else [`SAMPLE_AUTOREGRESSIVE`]; past the pixel
+/// count there is nothing left to draw) and the temperature
+/// (`--sample-temperature`, else the paper's 0.9).
+pub(crate) fn figure_sampling(options: &RunOptions, pixels: usize) -> (usize, f32) {
     (
-        autoregressive.unwrap_or(SAMPLE_AUTOREGRESSIVE).min(pixels),
-        temperature.unwrap_or(TEMPERATURE),
+        options
+            .sample_autoregressive
+            .unwrap_or(SAMPLE_AUTOREGRESSIVE)
+            .min(pixels),
+        options.sample_temperature.unwrap_or(TEMPERATURE),
     )
 }
 
@@ -92,13 +79,14 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     domain: &ImageDomain<V>,
     model: &Model<2, V, D, O>,
     out_dir: &Path,
-    seed: u64,
+    options: &RunOptions,
 ) -> Result<Vec<PathBuf>> {
+    let seed = options.seed;
     let size = domain.size();
     let grid = domain.grid();
     let positions = grid.positions();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x1a6e_5eed);
-    let images: Vec<Image<V>> = (0..IMAGES)
+    let images: Vec<Image<V>> = (0..options.render_count.unwrap_or(IMAGES).max(1))
         .map(|_| domain.draw_signal(Split::Test, &mut rng))
         .collect();
     let orders: Vec<Vec<usize>> = images
@@ -140,7 +128,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     let n = SAMPLE_OBSERVED.min(grid.len());
     // Every pixel is drawn, the observed ones too (the model predicts them
     // almost surely).
-    let (autoregressive, temperature) = figure_sampling(grid.len());
+    let (autoregressive, temperature) = figure_sampling(options, grid.len());
     let mut samples_fig = Mosaic::new(2 + SAMPLES, IMAGES, size, size);
     for (col, (img, order)) in images.iter().zip(&orders).enumerate() {
         let s = observe(img, order, n);
@@ -174,7 +162,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         written.push(path);
     }
     written.push(crate::compose::render_composition(
-        domain, model, out_dir, seed,
+        domain, model, out_dir, options,
     )?);
     let info = serde_json::json!({
         "means_png": "rows: test images; columns: truth, then the mean image for each |S|",
@@ -195,6 +183,5 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     let text = serde_json::to_string_pretty(&info).expect("plain JSON serialises");
     write_atomic(&path, text.as_bytes())?;
     written.push(path);
-    written.extend(plot_training_curve(out_dir)?);
     Ok(written)
 }

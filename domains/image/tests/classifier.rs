@@ -11,8 +11,9 @@ fn digits(split: Split, n: usize) -> (Vec<Image<1>>, Vec<u8>) {
     let domain = ImageDomain::<1>::new(ImageConfig {
         dataset: DatasetKind::Mnist,
         data: None,
-        size: 28,
-        channels: 1,
+        size: Some(28),
+        grey: false,
+        channels: Some(1),
         augment: false,
     })
     .unwrap();

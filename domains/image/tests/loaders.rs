@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use pixel_transformer::domain::{config_from_json, config_to_json};
 use pixel_transformer::{Domain, Error, Grid, SpatialSignal, Split};
 use pixel_transformer_image::deps::{flate2, image};
 use pixel_transformer_image::{
-    cifar, folder, load, mnist, DatasetKind, Image, ImageArgs, ImageConfig, ImageDomain,
+    cifar, folder, load, mnist, DatasetKind, Image, ImageConfig, ImageDomain,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -374,8 +375,9 @@ fn config(
     ImageConfig {
         dataset,
         data,
-        size,
-        channels,
+        size: Some(size),
+        grey: false,
+        channels: Some(channels),
         augment: false,
     }
 }
@@ -480,28 +482,36 @@ fn bad_options_are_errors_and_configs_round_trip() {
     assert!(err.to_string().contains("--data"), "{err}");
     assert!(load::<3>(DatasetKind::Shapes, None, 16).is_err());
 
-    // The config survives a checkpoint's JSON as a trait object.
+    // The config survives a checkpoint's JSON.
     let d = ImageDomain::<3>::new(config(DatasetKind::Shapes, None, 16, 3)).unwrap();
-    let json = serde_json::to_string(&Domain::<2, 3>::config(&d)).unwrap();
-    let back: Box<dyn pixel_transformer::DomainConfig> = serde_json::from_str(&json).unwrap();
-    let d2 = ImageDomain::<3>::from_config(back.as_ref()).unwrap();
+    let json = config_to_json::<2, 3, ImageDomain<3>>(&Domain::<2, 3>::config(&d)).unwrap();
+    let back = config_from_json::<2, 3, ImageDomain<3>>(&json).unwrap();
+    let d2 = ImageDomain::<3>::from_config(&back).unwrap();
     assert_eq!(d2.settings(), d.settings());
 
-    let args = ImageArgs {
-        dataset: DatasetKind::Cifar10,
-        data: None,
-        size: None,
-        grey: false,
-        augment: false,
-        eval_images: None,
-        eval_samples: None,
-        eval_autoregressive: None,
-        sample_autoregressive: None,
-        sample_temperature: None,
-    };
+    // What the command line leaves open is settled when the domain is built.
+    let args = ImageConfig::of(DatasetKind::Cifar10);
     assert_eq!(args.channels(), 3);
-    assert_eq!(args.config(3).size, 32);
-    assert_eq!(ImageArgs { grey: true, ..args }.channels(), 1);
+    assert_eq!(
+        ImageConfig {
+            grey: true,
+            ..args.clone()
+        }
+        .channels(),
+        1
+    );
+    let mnist = ImageDomain::<1>::new(ImageConfig::of(DatasetKind::Mnist)).unwrap();
+    assert_eq!(
+        (mnist.settings().size, mnist.settings().channels),
+        (Some(28), Some(1))
+    );
+    // A checkpoint written before `grey` existed reads back.
+    let old = serde_json::json!({"type": "image", "dataset": "mnist", "data": null, "size": 28, "channels": 1});
+    let read = config_from_json::<2, 1, ImageDomain<1>>(&old).unwrap();
+    assert_eq!(
+        (read.size, read.channels, read.grey),
+        (Some(28), Some(1), false)
+    );
 }
 
 #[test]

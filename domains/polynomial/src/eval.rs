@@ -4,9 +4,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use pixel_transformer::kernels::Backend;
+use pixel_transformer::Backend;
 use pixel_transformer::{
-    data::draw_example_with, io::write_atomic, Model, ModelInput, OutputDistribution, Result, Split,
+    io::write_atomic, train::data::draw_example_with, Model, ModelInput, OutputDistribution,
+    Result, Split,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -17,12 +17,10 @@ pub mod bayes;
 mod eval;
 mod render;
 
-use std::any::Any;
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::kernels::Backend;
 use pixel_transformer::{
-    Domain, DomainConfig, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
+    Backend, Domain, DomainDefaults, Error, Grid, Model, OutputDistribution, Result, RunOptions,
     SetSizes, SpatialSignal, Split,
 };
 use rand::Rng;
@@ -54,29 +52,13 @@ impl SpatialSignal<1, 1> for Polynomial {
     }
 }
 
-/// The polynomial domain's settings, stored in checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The polynomial domain's settings: its command-line options and what
+/// checkpoints store.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, clap::Args)]
 pub struct PolynomialConfig {
-    /// Standard deviation of the Gaussian noise added to every observation (0 = exact values).
-    pub noise_std: f32,
-}
-
-#[typetag::serde(name = "polynomial")]
-impl DomainConfig for PolynomialConfig {
-    fn domain_name(&self) -> &'static str {
-        PolynomialDomain::NAME
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// Command-line options of the polynomial domain.
-#[derive(Debug, Clone, Default, clap::Args)]
-pub struct PolynomialArgs {
     /// Observation noise standard deviation (0 = noise-free, as the paper).
-    #[arg(long, global = true, default_value_t = 0.0)]
-    pub noise: f32,
+    #[arg(long = "noise", global = true, default_value_t = 0.0)]
+    pub noise_std: f32,
 }
 
 /// The polynomial domain.
@@ -102,23 +84,15 @@ impl PolynomialDomain {
 
 impl Domain<1, 1> for PolynomialDomain {
     type Signal = Polynomial;
-    type Args = PolynomialArgs;
+    type Config = PolynomialConfig;
     const NAME: &'static str = "polynomial";
 
-    fn from_args(args: &PolynomialArgs) -> Result<Self> {
-        Self::new(args.noise)
+    fn from_config(config: &PolynomialConfig) -> Result<Self> {
+        Self::new(config.noise_std)
     }
 
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(self.config)
-    }
-
-    fn from_config(config: &dyn DomainConfig) -> Result<Self> {
-        let c = config
-            .as_any()
-            .downcast_ref::<PolynomialConfig>()
-            .ok_or_else(|| Error::invalid(format!("not a polynomial config: {config:?}")))?;
-        Self::new(c.noise_std)
+    fn config(&self) -> PolynomialConfig {
+        self.config
     }
 
     fn draw_signal(&self, _split: Split, rng: &mut ChaCha8Rng) -> Polynomial {
@@ -149,20 +123,15 @@ impl Domain<1, 1> for PolynomialDomain {
                 max_observed: 20,
                 queries: 20,
             },
-            bins: 1,
-            sigma_floor: 1e-3,
-            preset: Preset::Small,
-            nearest_value: false,
             steps: 3000,
-            batch_size: 32,
-            learning_rate: 5e-4,
             eval_observed: EVAL_SIZES.to_vec(),
+            ..DomainDefaults::default()
         }
     }
 
     fn pretrained_checkpoint(&self) -> Option<PathBuf> {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pretrained");
-        dir.join(pixel_transformer::checkpoint::FILE_NAME)
+        dir.join(pixel_transformer::train::checkpoint::FILE_NAME)
             .exists()
             .then_some(dir)
     }
@@ -171,20 +140,21 @@ impl Domain<1, 1> for PolynomialDomain {
         &self,
         model: &Model<1, 1, D, O>,
         out_dir: &Path,
-        seed: u64,
+        options: &RunOptions,
     ) -> Result<Vec<PathBuf>> {
-        render::render(self, model, out_dir, seed)
+        render::render(self, model, out_dir, options)
     }
 
     fn evaluate<D: Backend, O: OutputDistribution<1>>(
         &self,
         model: &Model<1, 1, D, O>,
         out_dir: &Path,
-        seed: u64,
-    ) -> Result<String> {
-        let rows = eval::evaluate(self, model, eval::EVAL_SIGNALS, seed)?;
+        options: &RunOptions,
+    ) -> Result<Option<String>> {
+        let signals = options.eval_count.unwrap_or(eval::EVAL_SIGNALS);
+        let rows = eval::evaluate(self, model, signals, options.seed)?;
         eval::write_csv(&rows, &out_dir.join("eval.csv"))?;
-        Ok(eval::table(&rows))
+        Ok(Some(eval::table(&rows)))
     }
 }
 

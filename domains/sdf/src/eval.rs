@@ -4,8 +4,8 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use pixel_transformer::kernels::Backend;
 use pixel_transformer::signal::random_position;
+use pixel_transformer::Backend;
 use pixel_transformer::{io::write_atomic, Error, Model, Observations, OutputDistribution, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -147,15 +147,16 @@ pub fn benchmark<D: Backend, O: OutputDistribution<1>>(
     Ok(rows)
 }
 
-/// The `eval` command: the benchmark on `domain.work.eval_shapes` shapes,
-/// as a table, and as `eval.csv` in `out_dir`.
+/// The `eval` command: the benchmark on `shapes` held-out shapes (at most
+/// the test set), as a table, and as `eval.csv` in `out_dir`.
 pub(crate) fn evaluate<D: Backend, O: OutputDistribution<1>>(
     domain: &SdfDomain,
     model: &Model<3, 1, D, O>,
     out_dir: &Path,
+    shapes: usize,
     seed: u64,
 ) -> Result<String> {
-    let shapes = domain.work.eval_shapes.min(domain.test_len());
+    let shapes = shapes.clamp(1, domain.test_len());
     let resolution = domain.settings().resolution;
     let rows = benchmark(domain, model, &EVAL_SIZES, shapes, resolution, seed)?;
     let mut csv = String::from("observed,method,iou,chamfer,empty_meshes\n");

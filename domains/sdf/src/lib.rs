@@ -35,14 +35,12 @@ pub mod ply;
 pub mod render;
 pub mod shapes;
 
-use std::any::Any;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use pixel_transformer::kernels::Backend;
 use pixel_transformer::{
-    Domain, DomainConfig, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
-    SetSizes, SpatialSignal, Split,
+    Backend, Domain, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
+    RunOptions, SetSizes, SpatialSignal, Split,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -73,75 +71,35 @@ pub enum DatasetKind {
     Npy,
 }
 
-/// The SDF domain's settings, stored in checkpoints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The SDF domain's settings: its command-line options and what
+/// checkpoints store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct SdfConfig {
-    /// Which shapes.
-    pub dataset: DatasetKind,
-    /// The folder of `.npy` grids (`npy` only).
-    pub data: Option<PathBuf>,
-    /// Samples per axis of the grids meshes are extracted from.
-    pub resolution: usize,
-    /// Share of training queries placed near the surface ([`SURFACE_JITTER`])
-    /// instead of uniformly in the cube. The held-out loss in `train.jsonl`
-    /// uses the same mix, so it compares only between runs with the same
-    /// share. (Absent in checkpoints written before it existed: 0.)
-    #[serde(default)]
-    pub surface_queries: f32,
-}
-
-#[typetag::serde(name = "sdf")]
-impl DomainConfig for SdfConfig {
-    fn domain_name(&self) -> &'static str {
-        SdfDomain::NAME
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// Command-line options of the SDF domain.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SdfArgs {
     /// Which shapes to learn.
     #[arg(long, global = true, value_enum, default_value_t = DatasetKind::Chairs)]
     pub dataset: DatasetKind,
-    /// Folder of `.npy` SDF grids (with `train/` and `test/`, or split 80/20 by name).
+    /// Folder of `.npy` SDF grids (with `train/` and `test/`, or split 80/20
+    /// by name), for `--dataset npy`.
     #[arg(long, global = true)]
     pub data: Option<PathBuf>,
     /// Grid samples per axis for meshes and the mean field.
     #[arg(long, global = true, default_value_t = 32)]
     pub resolution: usize,
-    /// Training: share of the queries placed near the surface (the rest
-    /// uniform in the cube), where the occupancy and the mesh are decided.
+    /// Training: share of the queries placed near the surface ([`SURFACE_JITTER`];
+    /// the rest uniform in the cube), where the occupancy and the mesh are
+    /// decided. The held-out loss in `train.jsonl` uses the same mix, so it
+    /// compares only between runs with the same share. (Absent in
+    /// checkpoints written before it existed: 0.)
     #[arg(long, global = true, default_value_t = DEFAULT_SURFACE_QUERIES)]
+    #[serde(default)]
     pub surface_queries: f32,
-    /// Held-out shapes the evaluation measures (the benchmark uses 100).
-    #[arg(long, global = true, default_value_t = 20)]
-    pub eval_shapes: usize,
-    /// Test shapes the `sample` command (and the main job) draws.
-    #[arg(long, global = true, default_value_t = 3)]
-    pub render_shapes: usize,
 }
 
-/// How much the `eval` and `sample` commands do. Not a property of a trained
-/// model, so it is not stored in checkpoints; it comes from the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WorkSizes {
-    /// Held-out shapes per observation-set size in the evaluation.
-    pub eval_shapes: usize,
-    /// Test shapes drawn by `render`.
-    pub render_shapes: usize,
-}
-
-/// The core rebuilds a loaded model's domain from its checkpoint, not from
-/// the command line, so the command line's work sizes are kept here by
-/// [`Domain::from_args`] (which every command calls first) for
-/// [`Domain::from_config`] to pick up.
-static COMMAND_LINE_SIZES: Mutex<WorkSizes> = Mutex::new(WorkSizes {
-    eval_shapes: 20,
-    render_shapes: 3,
-});
+/// Held-out shapes the evaluation measures unless `--eval-count` says otherwise
+/// (the benchmark uses 100).
+pub const EVAL_SHAPES: usize = 20;
+/// Test shapes `sample` draws unless `--render-count` says otherwise.
+pub const RENDER_SHAPES: usize = 3;
 
 /// Loaded grids, shared between clones of the domain and the signals drawn from it.
 type Grids = Vec<Arc<SdfGrid>>;
@@ -175,8 +133,6 @@ impl SpatialSignal<3, 1> for SdfSignal {
 pub struct SdfDomain {
     config: SdfConfig,
     source: Source,
-    /// How much evaluation and rendering do.
-    pub work: WorkSizes,
 }
 
 /// Largest accepted mesh resolution (a 128³ mean field is 2 million queries).
@@ -192,7 +148,10 @@ pub const SURFACE_JITTER: f32 = 0.03;
 
 impl SdfDomain {
     /// Builds the domain `config` describes (loading the grids for `npy`).
-    pub fn new(config: SdfConfig) -> Result<Self> {
+    pub fn new(mut config: SdfConfig) -> Result<Self> {
+        // An absolute data path, so a checkpoint's `sample` or `eval` finds
+        // the data from any working folder.
+        config.data = config.data.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
         if !(0.0..=1.0).contains(&config.surface_queries) {
             return Err(Error::invalid(format!(
                 "--surface-queries is a share of the queries, between 0 and 1; got {}",
@@ -220,12 +179,7 @@ impl SdfDomain {
                 }
             }
         };
-        let work = *COMMAND_LINE_SIZES.lock().unwrap_or_else(|e| e.into_inner());
-        Ok(Self {
-            config,
-            source,
-            work,
-        })
+        Ok(Self { config, source })
     }
 
     /// Its settings.
@@ -329,36 +283,15 @@ fn standard_normal(rng: &mut ChaCha8Rng) -> f32 {
 
 impl Domain<3, 1> for SdfDomain {
     type Signal = SdfSignal;
-    type Args = SdfArgs;
+    type Config = SdfConfig;
     const NAME: &'static str = "sdf";
 
-    fn from_args(args: &SdfArgs) -> Result<Self> {
-        let work = WorkSizes {
-            eval_shapes: args.eval_shapes.max(1),
-            render_shapes: args.render_shapes.max(1),
-        };
-        *COMMAND_LINE_SIZES.lock().unwrap_or_else(|e| e.into_inner()) = work;
-        Self::new(SdfConfig {
-            dataset: args.dataset,
-            data: args
-                .data
-                .as_ref()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
-            resolution: args.resolution,
-            surface_queries: args.surface_queries,
-        })
+    fn from_config(config: &SdfConfig) -> Result<Self> {
+        Self::new(config.clone())
     }
 
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(self.config.clone())
-    }
-
-    fn from_config(config: &dyn DomainConfig) -> Result<Self> {
-        let c = config
-            .as_any()
-            .downcast_ref::<SdfConfig>()
-            .ok_or_else(|| Error::invalid(format!("not an SDF config: {config:?}")))?;
-        Self::new(c.clone())
+    fn config(&self) -> SdfConfig {
+        self.config.clone()
     }
 
     fn draw_signal(&self, split: Split, rng: &mut ChaCha8Rng) -> SdfSignal {
@@ -419,25 +352,30 @@ impl Domain<3, 1> for SdfDomain {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("pretrained/chairs");
         (self.config.dataset == DatasetKind::Chairs)
             .then_some(dir)
-            .filter(|d| d.join(pixel_transformer::checkpoint::FILE_NAME).exists())
+            .filter(|d| {
+                d.join(pixel_transformer::train::checkpoint::FILE_NAME)
+                    .exists()
+            })
     }
 
     fn render<D: Backend, O: OutputDistribution<1>>(
         &self,
         model: &Model<3, 1, D, O>,
         out_dir: &Path,
-        seed: u64,
+        options: &RunOptions,
     ) -> Result<Vec<PathBuf>> {
-        render::render(self, model, out_dir, seed)
+        let count = options.render_count.unwrap_or(RENDER_SHAPES);
+        render::render(self, model, out_dir, count, options.seed)
     }
 
     fn evaluate<D: Backend, O: OutputDistribution<1>>(
         &self,
         model: &Model<3, 1, D, O>,
         out_dir: &Path,
-        seed: u64,
-    ) -> Result<String> {
-        eval::evaluate(self, model, out_dir, seed)
+        options: &RunOptions,
+    ) -> Result<Option<String>> {
+        let shapes = options.eval_count.unwrap_or(EVAL_SHAPES);
+        eval::evaluate(self, model, out_dir, shapes, options.seed).map(Some)
     }
 }
 

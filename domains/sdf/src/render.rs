@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
-use pixel_transformer::kernels::Backend;
+use pixel_transformer::Backend;
 use pixel_transformer::{
     io::write_atomic, Error, Model, OutputDistribution, Result, SampleOptions, SpatialSignal,
 };
@@ -218,7 +218,7 @@ pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     write_atomic(path, &bytes)
 }
 
-/// Writes, for `domain.work.render_shapes` test shapes observed at
+/// Writes, for `count` test shapes (at least one, at most the test set) observed at
 /// [`RENDER_OBSERVED`] random positions: the true mesh, the observed points,
 /// the mean mesh and [`SAMPLES`] sampled meshes as PLY, a slice PNG each, and
 /// `overview.png` (one row per shape: truth, observed, mean, samples).
@@ -226,12 +226,13 @@ pub fn render<D: Backend, O: OutputDistribution<1>>(
     domain: &SdfDomain,
     model: &Model<3, 1, D, O>,
     out_dir: &Path,
+    count: usize,
     seed: u64,
 ) -> Result<Vec<PathBuf>> {
     let resolution = domain.settings().resolution;
     let shape = [resolution; 3];
     let positions = pixel_transformer::Grid::new(shape).positions();
-    let count = domain.work.render_shapes.min(domain.test_len());
+    let count = count.clamp(1, domain.test_len());
     let mut written = Vec::new();
     let columns = 3 + SAMPLES as u32;
     let mut overview = RgbImage::from_pixel(columns * PANEL, count as u32 * PANEL, BACKGROUND);

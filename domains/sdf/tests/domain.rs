@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use pixel_transformer::cli::fit_distribution;
 use pixel_transformer::deps::dfdx::prelude::Cpu;
+use pixel_transformer::train::fit_distribution;
 use pixel_transformer::{BinnedMixture, Domain, Error, Model, Observations, Preset, Split};
 use pixel_transformer_sdf::npy::encode_npy;
 use pixel_transformer_sdf::{
@@ -18,16 +18,22 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 fn chairs(resolution: usize) -> SdfDomain {
-    let mut d = SdfDomain::new(SdfConfig {
+    SdfDomain::new(SdfConfig {
         dataset: DatasetKind::Chairs,
         data: None,
         resolution,
         surface_queries: 0.5,
     })
-    .unwrap();
-    d.work.render_shapes = 1;
-    d.work.eval_shapes = 2;
-    d
+    .unwrap()
+}
+
+/// One shape drawn, two evaluated.
+fn few() -> pixel_transformer::RunOptions {
+    pixel_transformer::RunOptions {
+        render_count: Some(1),
+        eval_count: Some(2),
+        ..Default::default()
+    }
 }
 
 fn tiny_model(domain: &SdfDomain) -> Model<3, 1, Cpu, BinnedMixture> {
@@ -40,7 +46,7 @@ fn render_writes_meshes_points_and_pictures_that_parse() {
     let domain = chairs(16);
     let model = tiny_model(&domain);
     let dir = tempfile::tempdir().unwrap();
-    let files = domain.render(&model, dir.path(), 0).unwrap();
+    let files = domain.render(&model, dir.path(), &few()).unwrap();
     let names: Vec<String> = files
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
@@ -196,7 +202,7 @@ fn the_shipped_checkpoint_beats_the_nearest_neighbour_fill() {
     let path = domain
         .pretrained_checkpoint()
         .expect("the chairs checkpoint ships");
-    let loaded = pixel_transformer::checkpoint::load::<3, 1, Cpu, BinnedMixture>(
+    let loaded = pixel_transformer::train::checkpoint::load::<3, 1, Cpu, BinnedMixture>(
         &path,
         SdfDomain::NAME,
         &Cpu::default(),

@@ -9,8 +9,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
-use pixel_transformer::kernels::Backend;
-use pixel_transformer::{io::write_atomic, Model, OutputDistribution, Result};
+use pixel_transformer::Backend;
+use pixel_transformer::{io::write_atomic, Model, OutputDistribution, Result, RunOptions};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -108,10 +108,11 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
     domain: &VideoDomain<V>,
     model: &Model<3, V, D, O>,
     out_dir: &Path,
-    seed: u64,
+    options: &RunOptions,
 ) -> Result<String> {
     let [w, h, t] = domain.shape();
-    let rows = benchmark(domain, model, &EVAL_OBSERVED, EVAL_CLIPS, seed)?;
+    let clips = options.eval_count.unwrap_or(EVAL_CLIPS);
+    let rows = benchmark(domain, model, &EVAL_OBSERVED, clips, options.seed)?;
     let clips = rows.first().map_or(0, |r| r.clips);
     let mut table = format!(
         "mean video vs nearest-neighbour fill on {} held-out {w}×{h}×{t} clips (PSNR in dB, mean over clips)\n{:>6}  {:>10}  {:>10}  {:>10}\n",
@@ -135,7 +136,7 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
         );
     }
     write_atomic(&out_dir.join("eval.csv"), csv.as_bytes())?;
-    let json = serde_json::json!({ "shape_w_h_t": [w, h, t], "seed": seed, "rows": rows });
+    let json = serde_json::json!({ "shape_w_h_t": [w, h, t], "seed": options.seed, "rows": rows });
     let text = serde_json::to_string_pretty(&json).expect("plain JSON serialises");
     write_atomic(&out_dir.join("eval.json"), text.as_bytes())?;
     Ok(table)

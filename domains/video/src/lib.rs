@@ -26,7 +26,6 @@
 #![warn(missing_docs)]
 
 mod baseline;
-pub mod cli;
 mod clip;
 mod eval;
 pub mod folder;
@@ -34,14 +33,12 @@ pub mod gif;
 pub mod moving_mnist;
 mod render;
 
-use std::any::Any;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pixel_transformer::kernels::Backend;
 use pixel_transformer::{
-    Domain, DomainConfig, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
-    SetSizes, Split,
+    Backend, Domain, DomainDefaults, Error, Grid, Model, OutputDistribution, Preset, Result,
+    RunOptions, SetSizes, Split,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -78,36 +75,10 @@ impl VideoDataset {
     }
 }
 
-/// The video domain's settings, stored in checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The video domain's settings: its command-line options and what
+/// checkpoints store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, clap::Args)]
 pub struct VideoConfig {
-    /// Which data set.
-    pub dataset: VideoDataset,
-    /// The frame folder (`folder` only).
-    pub data: Option<PathBuf>,
-    /// Moving MNIST frame side in pixels.
-    pub size: usize,
-    /// Moving MNIST frames per clip.
-    pub frames: usize,
-    /// Moving MNIST digits per clip (1 or 2).
-    pub digits: usize,
-    /// Channels the model sees: 1 (grey) or 3 (colour).
-    pub channels: usize,
-}
-
-#[typetag::serde(name = "video")]
-impl DomainConfig for VideoConfig {
-    fn domain_name(&self) -> &'static str {
-        "video"
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-/// Command-line options of the video domain.
-#[derive(Debug, Clone, clap::Args)]
-pub struct VideoArgs {
     /// Which videos to learn.
     #[arg(long, global = true, value_enum, default_value_t = VideoDataset::MovingMnist)]
     pub dataset: VideoDataset,
@@ -126,33 +97,23 @@ pub struct VideoArgs {
     pub digits: usize,
     /// Learn a colour frame folder in grey (one channel).
     #[arg(long, global = true)]
+    #[serde(default)]
     pub grey: bool,
+    /// Channels the model sees: 1 (grey) or 3 (colour); settled from
+    /// `--dataset` and `--grey` when the domain is built.
+    #[arg(skip)]
+    pub channels: Option<usize>,
 }
 
-impl VideoArgs {
-    /// Channels for these options: 1 for Moving MNIST or with `--grey`, else 3.
+impl VideoConfig {
+    /// Channels these settings describe: as stored, else 1 for Moving MNIST
+    /// or with `--grey`, else 3.
     pub fn channels(&self) -> usize {
-        match self.dataset {
-            VideoDataset::MovingMnist => 1,
-            VideoDataset::Folder if self.grey => 1,
-            VideoDataset::Folder => 3,
-        }
-    }
-
-    /// The settings these options describe, for a model with `channels`
-    /// channels; an existing data path is made absolute so that a
-    /// checkpoint finds its data from any working folder.
-    pub fn config(&self, channels: usize) -> VideoConfig {
-        VideoConfig {
-            dataset: self.dataset,
-            data: self
-                .data
-                .as_ref()
-                .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())),
-            size: self.size,
-            frames: self.frames,
-            digits: self.digits,
-            channels,
+        match (self.channels, self.dataset) {
+            (Some(c), _) => c,
+            (None, VideoDataset::MovingMnist) => 1,
+            (None, VideoDataset::Folder) if self.grey => 1,
+            (None, VideoDataset::Folder) => 3,
         }
     }
 }
@@ -177,13 +138,17 @@ pub struct VideoDomain<const V: usize> {
 
 impl<const V: usize> VideoDomain<V> {
     /// Builds (Moving MNIST) or loads (folder) the data set `config` describes.
-    pub fn new(config: VideoConfig) -> Result<Self> {
-        if !matches!(V, 1 | 3) || config.channels != V {
+    /// Anything the settings leave open is settled: the channels, an
+    /// absolute data path (so a checkpoint finds its data from any folder).
+    pub fn new(mut config: VideoConfig) -> Result<Self> {
+        if !matches!(V, 1 | 3) || config.channels() != V {
             return Err(Error::invalid(format!(
                 "a video model has 1 (grey) or 3 (colour) channels; asked for {} in a {V}-channel domain",
-                config.channels
+                config.channels()
             )));
         }
+        config.channels = Some(V);
+        config.data = config.data.map(|p| std::fs::canonicalize(&p).unwrap_or(p));
         let (source, shape) = match config.dataset {
             VideoDataset::MovingMnist => {
                 if V != 1 {
@@ -251,23 +216,26 @@ fn to_channels<const V: usize>(clip: Clip<1>) -> Clip<V> {
 
 impl<const V: usize> Domain<3, V> for VideoDomain<V> {
     type Signal = Clip<V>;
-    type Args = VideoArgs;
+    type Config = VideoConfig;
     const NAME: &'static str = "video";
 
-    fn from_args(args: &VideoArgs) -> Result<Self> {
-        Self::new(args.config(V))
+    fn from_config(config: &VideoConfig) -> Result<Self> {
+        Self::new(config.clone())
     }
 
-    fn config(&self) -> Box<dyn DomainConfig> {
-        Box::new(self.config.clone())
+    fn config(&self) -> VideoConfig {
+        self.config.clone()
     }
 
-    fn from_config(config: &dyn DomainConfig) -> Result<Self> {
-        let c = config
-            .as_any()
-            .downcast_ref::<VideoConfig>()
-            .ok_or_else(|| Error::invalid(format!("not a video config: {config:?}")))?;
-        Self::new(c.clone())
+    fn run_folder(config: &VideoConfig) -> PathBuf {
+        match config.dataset {
+            VideoDataset::MovingMnist => PathBuf::from("runs/video"),
+            other => PathBuf::from("runs/video").join(other.name()),
+        }
+    }
+
+    fn value_dims(config: &VideoConfig) -> usize {
+        config.channels()
     }
 
     fn draw_signal(&self, split: Split, rng: &mut ChaCha8Rng) -> Clip<V> {
@@ -322,28 +290,29 @@ impl<const V: usize> Domain<3, V> for VideoDomain<V> {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("pretrained/moving-mnist");
         let c = &self.config;
         let default = c.dataset == VideoDataset::MovingMnist
-            && (c.size, c.frames, c.digits, c.channels) == (32, 16, 2, 1);
-        default
-            .then_some(dir)
-            .filter(|d| d.join(pixel_transformer::checkpoint::FILE_NAME).exists())
+            && (c.size, c.frames, c.digits, c.channels()) == (32, 16, 2, 1);
+        default.then_some(dir).filter(|d| {
+            d.join(pixel_transformer::train::checkpoint::FILE_NAME)
+                .exists()
+        })
     }
 
     fn render<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<3, V, D, O>,
         out_dir: &std::path::Path,
-        seed: u64,
+        options: &RunOptions,
     ) -> Result<Vec<PathBuf>> {
-        render::render(self, model, out_dir, seed)
+        render::render(self, model, out_dir, options)
     }
 
     fn evaluate<D: Backend, O: OutputDistribution<V>>(
         &self,
         model: &Model<3, V, D, O>,
         out_dir: &std::path::Path,
-        seed: u64,
-    ) -> Result<String> {
-        eval::evaluate(self, model, out_dir, seed)
+        options: &RunOptions,
+    ) -> Result<Option<String>> {
+        eval::evaluate(self, model, out_dir, options).map(Some)
     }
 }
 

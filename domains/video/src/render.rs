@@ -12,10 +12,9 @@
 
 use std::path::{Path, PathBuf};
 
-use pixel_transformer::kernels::Backend;
+use pixel_transformer::Backend;
 use pixel_transformer::{
-    io::write_atomic, trainer::plot_training_curve, Model, Observations, OutputDistribution,
-    Result, SampleOptions,
+    io::write_atomic, Model, Observations, OutputDistribution, Result, RunOptions, SampleOptions,
 };
 use rand::{seq::index::sample, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -57,12 +56,18 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     domain: &VideoDomain<V>,
     model: &Model<3, V, D, O>,
     out_dir: &Path,
-    seed: u64,
+    options: &RunOptions,
 ) -> Result<Vec<PathBuf>> {
+    let seed = options.seed;
+    let autoregressive = options
+        .sample_autoregressive
+        .unwrap_or(SAMPLE_AUTOREGRESSIVE);
+    let temperature = options.sample_temperature.unwrap_or(TEMPERATURE);
     let [w, h, t] = domain.shape();
     let positions = pixel_transformer::Grid::new([w, h, t]).positions();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x71de_05ee);
-    let clips: Vec<Clip<V>> = (0..RENDER_CLIPS.min(domain.test_len()))
+    let count = options.render_count.unwrap_or(RENDER_CLIPS).max(1);
+    let clips: Vec<Clip<V>> = (0..count.min(domain.test_len()))
         .filter_map(|i| domain.test_clip(i))
         .collect();
     let n = SAMPLE_OBSERVED.min(w * h * t);
@@ -83,8 +88,8 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
             &positions,
             &SampleOptions {
                 samples: SAMPLES,
-                autoregressive: Some(SAMPLE_AUTOREGRESSIVE),
-                temperature: TEMPERATURE,
+                autoregressive: Some(autoregressive),
+                temperature,
                 seed: seed.wrapping_add(i as u64),
                 // Exact one-value-at-a-time steps for the autoregressive part.
                 ..SampleOptions::default()
@@ -116,8 +121,8 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         "shape_w_h_t": [w, h, t],
         "observed": n,
         "samples": SAMPLES,
-        "sample_autoregressive": SAMPLE_AUTOREGRESSIVE,
-        "temperature": TEMPERATURE,
+        "sample_autoregressive": autoregressive,
+        "temperature": temperature,
         "frame_delay_ms": FRAME_DELAY_MS,
         "seed": seed,
     });
@@ -125,6 +130,5 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     let text = serde_json::to_string_pretty(&info).expect("plain JSON serialises");
     write_atomic(&path, text.as_bytes())?;
     written.push(path);
-    written.extend(plot_training_curve(out_dir)?);
     Ok(written)
 }

@@ -3,21 +3,13 @@
 
 use std::time::Instant;
 
-use pixel_transformer::cli::{run_with, Cli};
-use pixel_transformer::deps::clap::Parser;
+use pixel_transformer::cli::run_grey_or_colour_from;
 use pixel_transformer_video::deps::image::{codecs::gif::GifDecoder, AnimationDecoder};
-use pixel_transformer_video::{cli::prepare, VideoArgs, VideoDomain};
+use pixel_transformer_video::VideoDomain;
 
 fn run(args: &[&str]) -> usize {
-    let mut argv = vec!["video"];
-    argv.extend_from_slice(args);
-    let mut cli = Cli::<VideoArgs>::try_parse_from(argv).unwrap();
-    let channels = prepare(&mut cli);
-    match channels {
-        1 => run_with::<3, 1, VideoDomain<1>>(cli).unwrap(),
-        _ => run_with::<3, 3, VideoDomain<3>>(cli).unwrap(),
-    }
-    channels
+    let argv = std::iter::once("video").chain(args.iter().copied());
+    run_grey_or_colour_from::<3, VideoDomain<1>, VideoDomain<3>, _, _>(argv).unwrap()
 }
 
 #[test]
@@ -44,7 +36,7 @@ fn moving_mnist_trains_samples_and_evaluates_through_the_command_line() {
         "--quiet",
     ];
     assert_eq!(run(&train), 1);
-    let meta = pixel_transformer::checkpoint::read_meta(dir.path()).unwrap();
+    let meta = pixel_transformer::train::checkpoint::read_meta(dir.path()).unwrap();
     assert_eq!((meta.step, meta.position_dims, meta.value_dims), (3, 3, 1));
 
     // No --size or --frames: the checkpoint says 16 × 16 × 4.

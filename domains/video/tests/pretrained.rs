@@ -2,7 +2,8 @@
 //! beats the nearest-neighbour fill, as the book's video chapter reports.
 
 use pixel_transformer::deps::dfdx::prelude::Cpu;
-use pixel_transformer::{checkpoint, BinnedMixture, Domain};
+use pixel_transformer::train::checkpoint;
+use pixel_transformer::{BinnedMixture, Domain};
 use pixel_transformer_video::{benchmark, VideoConfig, VideoDataset, VideoDomain, EVAL_OBSERVED};
 
 #[test]
@@ -13,7 +14,8 @@ fn the_shipped_checkpoint_beats_the_nearest_neighbour_fill() {
         size: 32,
         frames: 16,
         digits: 2,
-        channels: 1,
+        grey: false,
+        channels: Some(1),
     })
     .unwrap();
     let path = domain

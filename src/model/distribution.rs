@@ -139,7 +139,7 @@ impl BinnedMixture {
         if bins <= 1 {
             return Ok(Self::gaussian(V, sigma_floor));
         }
-        let centres = crate::kmeans::kmeans(values, bins, seed)?;
+        let centres = crate::model::kmeans::kmeans(values, bins, seed)?;
         Self::with_centres(&centres, 0.1, sigma_floor)
     }
 

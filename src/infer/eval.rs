@@ -3,12 +3,13 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::kernels::Backend;
+use crate::Backend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::{
-    data::draw_example_with, io::write_atomic, Domain, Model, OutputDistribution, Result, Split,
+    io::write_atomic, train::data::draw_example_with, Domain, Model, OutputDistribution, Result,
+    Split,
 };
 
 /// Held-out metrics at one observation-set size.

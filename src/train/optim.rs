@@ -7,8 +7,8 @@
 
 use dfdx::prelude::*;
 
-use crate::kernels::{AdamStep, Backend};
-use crate::model::Param;
+use crate::backend::Param;
+use crate::backend::{AdamStep, Backend};
 
 /// Adam optimizer state (Kingma & Ba, 2015), without weight decay.
 #[derive(Debug, Clone)]

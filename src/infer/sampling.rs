@@ -7,7 +7,7 @@
 //! `p(signal | S) = Π_t p(v_t | S ∪ {v_1 … v_{t−1}})`, evaluated in a fresh
 //! random order per sample ([`Model::sample`]).
 
-use crate::kernels::Backend;
+use crate::Backend;
 use rand::{seq::SliceRandom, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

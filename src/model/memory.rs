@@ -1,57 +1,24 @@
-//! Resource limits checked before any large allocation.
+//! How much working memory a pass of the model needs, and the largest sets
+//! that fit a budget (the `limits` command).
 //!
-//! Attention memory grows with `|S|²` (encoder) and `|Q|·|S|` (decoder); a
-//! request that cannot fit should fail with a message saying what to change,
-//! not abort the process with an out-of-memory kill halfway through a step.
+//! Attention memory grows with `|S|²` (encoder) and `|Q|·|S|` (decoder).
 
-use crate::{Error, ModelConfig, Preset, Result};
+use crate::backend::memory::human;
+use crate::backend::KEEP_WEIGHTS_MAX_BYTES;
 
-/// Environment variable that overrides the memory budget, in GiB.
-pub const BUDGET_ENV: &str = "PIXEL_TRANSFORMER_MAX_MEMORY_GIB";
+use super::{ModelConfig, Preset};
 
-thread_local! {
-    static OVERRIDE: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
-}
-
-/// Runs `f` with the memory budget of this thread set to `bytes` (for tests
-/// and for embedding applications that manage memory themselves).
-pub fn with_budget<R>(bytes: u64, f: impl FnOnce() -> R) -> R {
-    let previous = OVERRIDE.with(|o| o.replace(Some(bytes)));
-    let result = f();
-    OVERRIDE.with(|o| o.set(previous));
-    result
-}
-
-/// Bytes the process may use for one forward (and backward) pass: the value of
-/// [`BUDGET_ENV`] if set, else 90 % of the memory the OS reports available,
-/// else (no `/proc/meminfo`) unlimited.
-pub fn memory_budget() -> u64 {
-    if let Some(bytes) = OVERRIDE.with(|o| o.get()) {
-        return bytes;
-    }
-    if let Some(gib) = std::env::var(BUDGET_ENV)
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-    {
-        return (gib * (1u64 << 30) as f64) as u64;
-    }
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemAvailable:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(u64::MAX, |kib| kib * 1024 / 10 * 9)
-}
+/// Queries per forward pass at inference: larger query sets are answered in
+/// chunks, so inference memory is limited by `|S|` only.
+pub const MAX_QUERIES_PER_PASS: usize = 4096;
 
 /// A conservative estimate of the working memory of one pass, in bytes.
 ///
 /// Counts, per layer, about a dozen `rows × width`-sized activations, the
 /// feed-forward hidden layer, and the attention weights: with
-/// `fused_attention` (the CPU, see [`crate::kernels::Backend::FUSED_ATTENTION`])
+/// `fused_attention` (the CPU, see [`crate::Backend::FUSED_ATTENTION`])
 /// the weights a training pass keeps, at most
-/// [`crate::kernels::KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
+/// [`KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
 /// weights and their gradients (`3 · batch · heads · rows · keys`). A
 /// training pass keeps all of it for the backward pass and allocates as
 /// much again for gradients. Measured peak memory is lower (the CPU's
@@ -79,9 +46,7 @@ pub fn pass_bytes(
         let weights = b * h * rows * s;
         match (fused_attention, training) {
             (false, _) => 3 * weights,
-            (true, true) if 4 * weights <= crate::kernels::KEEP_WEIGHTS_MAX_BYTES as u128 => {
-                weights
-            }
+            (true, true) if 4 * weights <= KEEP_WEIGHTS_MAX_BYTES as u128 => weights,
             // Only a few row chunks per thread.
             (true, _) => 0,
         }
@@ -143,7 +108,7 @@ pub fn largest_set(
 /// A table of the largest `|S|` each preset handles within `budget` bytes:
 /// training with `|Q| = |S|` and `batch` signals per step, and inference
 /// (one signal; queries are processed in chunks of
-/// [`crate::inference::MAX_QUERIES_PER_PASS`], so only `|S|` is limited).
+/// [`MAX_QUERIES_PER_PASS`], so only `|S|` is limited).
 /// `fused_attention` as for [`pass_bytes`].
 pub fn table(budget: u64, batch: usize, fused_attention: bool) -> String {
     use std::fmt::Write as _;
@@ -158,35 +123,12 @@ pub fn table(budget: u64, batch: usize, fused_attention: bool) -> String {
         let c = preset.config();
         let train = largest_set(&c, batch, true, budget, fused_attention, |n| n);
         let infer = largest_set(&c, 1, false, budget, fused_attention, |_| {
-            crate::inference::MAX_QUERIES_PER_PASS
+            MAX_QUERIES_PER_PASS
         });
         let name = format!("{preset:?}").to_lowercase();
         let _ = writeln!(out, "{name:<8} {train:>18} {infer:>18}");
     }
     out
-}
-
-fn human(bytes: u64) -> String {
-    if bytes >= 1 << 30 {
-        format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
-    } else {
-        format!("{:.0} MiB", bytes as f64 / (1u64 << 20) as f64)
-    }
-}
-
-/// Checks a pass fits in [`memory_budget`].
-pub fn check(needed: u64, what: impl FnOnce() -> String) -> Result<()> {
-    let budget = memory_budget();
-    if needed > budget {
-        return Err(Error::invalid(format!(
-            "{} needs about {} of working memory, more than the {} available \
-             (set {BUDGET_ENV} to change the budget); use fewer observations or queries, a smaller batch, or a smaller preset",
-            what(),
-            human(needed),
-            human(budget)
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -16,14 +16,12 @@ use std::path::{Path, PathBuf};
 
 use dfdx::prelude::*;
 
-use crate::kernels::Backend;
+use crate::Backend;
 use safetensors::tensor::{Dtype as SDtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    domain::DomainConfig, io::write_atomic, optim::Adam, trainer::TrainSettings, Error, Model,
-    ModelConfig, OutputDistribution, Result,
-};
+use super::{optim::Adam, TrainSettings};
+use crate::{io::write_atomic, Error, Model, ModelConfig, OutputDistribution, Result};
 
 /// Version of the checkpoint layout; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -40,8 +38,9 @@ pub struct CheckpointMeta {
     pub crate_version: String,
     /// Name of the domain (checked before the config is decoded).
     pub domain_name: String,
-    /// The domain's settings.
-    pub domain: Box<dyn DomainConfig>,
+    /// The domain's settings, as [`crate::domain::config_to_json`] stores
+    /// them (read them with [`crate::domain::config_from_json`]).
+    pub domain: serde_json::Value,
     /// Position dimensions `P`.
     pub position_dims: usize,
     /// Value dimensions `V`.
@@ -76,7 +75,7 @@ pub fn save<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
     dir: &Path,
     model: &Model<P, V, D, O>,
     optimizer: Option<&Adam<D>>,
-    domain: Box<dyn DomainConfig>,
+    domain: serde_json::Value,
     training: &TrainSettings,
     step: u64,
 ) -> Result<()> {
@@ -107,7 +106,11 @@ pub fn save<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
     let meta = CheckpointMeta {
         format_version: FORMAT_VERSION,
         crate_version: env!("CARGO_PKG_VERSION").into(),
-        domain_name: domain.domain_name().into(),
+        domain_name: domain
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or_default()
+            .into(),
         domain,
         position_dims: P,
         value_dims: V,

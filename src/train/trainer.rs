@@ -13,71 +13,19 @@ use std::time::Instant;
 
 use dfdx::prelude::*;
 
-use crate::kernels::Backend;
+use crate::Backend;
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::{RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use super::{
     checkpoint,
     data::{draw_example, Example},
     optim::Adam,
-    Domain, Dropout, Error, Model, ModelInput, OutputDistribution, Result, SetSizes, Split,
+    TrainSettings,
 };
-
-/// The settings of a training run, stored in its checkpoints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainSettings {
-    /// Seed for model initialisation, the data stream and dropout's masks.
-    pub seed: u64,
-    /// Signals per batch.
-    pub batch_size: usize,
-    /// Adam learning rate.
-    pub learning_rate: f64,
-    /// Observation and query set sizes.
-    pub sets: SetSizes,
-    /// If set, the learning rate follows a cosine from `learning_rate` down to
-    /// 1 % of it over this many steps, then stays there. Fixed at the start of
-    /// a run and stored in its checkpoints, so a resumed run follows the same curve.
-    #[serde(default)]
-    pub cosine_decay_steps: Option<u64>,
-    /// Dropout rate during training ([`Dropout`]; 0 = none, the paper's
-    /// reference uses 0.1). Its masks are drawn from the seed and the step,
-    /// so a resumed run reproduces the uninterrupted one. 0 in checkpoints
-    /// written before the option existed.
-    #[serde(default)]
-    pub dropout: f32,
-}
-
-impl TrainSettings {
-    /// The dropout of step `step` (0-based): `None` when the rate is 0.
-    pub fn dropout_at(&self, step: u64) -> Option<Dropout> {
-        (self.dropout > 0.0).then(|| {
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xd0_0d);
-            rng.set_stream(step);
-            Dropout {
-                rate: self.dropout,
-                seed: rng.next_u64(),
-            }
-        })
-    }
-
-    /// The learning rate used for step `step` (0-based).
-    pub fn learning_rate_at(&self, step: u64) -> f64 {
-        match self.cosine_decay_steps {
-            Some(total) if total > 0 => {
-                let progress = (step as f64 / total as f64).min(1.0);
-                let floor = 0.01 * self.learning_rate;
-                floor
-                    + (self.learning_rate - floor)
-                        * 0.5
-                        * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-            _ => self.learning_rate,
-        }
-    }
-}
+use crate::{Domain, Dropout, Error, Model, ModelInput, OutputDistribution, Result, Split};
 
 /// Options of [`train`] that do not change the result, only what is written and shown.
 #[derive(Debug, Clone)]
@@ -90,7 +38,7 @@ pub struct TrainOptions {
     pub checkpoint_every: u64,
     /// Also keep a weights-only copy of each checkpoint in
     /// `snapshots/step-NNNNNN/` under the output folder (to average late
-    /// snapshots later, see [`crate::checkpoint::average`]); otherwise each
+    /// snapshots later, see [`crate::train::checkpoint::average`]); otherwise each
     /// checkpoint replaces the last.
     pub keep_snapshots: bool,
     /// Measure held-out loss every this many steps (0 = never).
@@ -281,8 +229,8 @@ pub fn train<
     }
     // Refuse sizes whose passes cannot fit before drawing any example.
     let batch = state.settings.batch_size;
-    crate::limits::check(
-        crate::limits::pass_bytes(
+    crate::backend::memory::check(
+        crate::model::memory::pass_bytes(
             state.model.config(),
             batch,
             sets.max_observed,
@@ -368,7 +316,7 @@ pub fn train<
                 &options.out_dir,
                 &state.model,
                 Some(&state.optimizer),
-                domain.config(),
+                crate::domain::config_to_json::<P, V, Dm>(&domain.config())?,
                 &state.settings,
                 state.step,
             )?;
@@ -377,7 +325,7 @@ pub fn train<
                     &snapshot_dir(&options.out_dir, state.step),
                     &state.model,
                     None,
-                    domain.config(),
+                    crate::domain::config_to_json::<P, V, Dm>(&domain.config())?,
                     &state.settings,
                     state.step,
                 )?;

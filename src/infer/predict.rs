@@ -10,7 +10,7 @@
 
 use std::io::{BufRead, Write};
 
-use crate::kernels::Backend;
+use crate::Backend;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Model, Observations, OutputDistribution, Result};

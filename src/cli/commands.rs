@@ -1,0 +1,385 @@
+//! What each command does, given the parsed command line and a device.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+
+use super::{Cli, Command};
+use crate::domain::{config_from_json, config_to_json, Domain};
+use crate::train::{checkpoint, fresh_state, trainer, RunChoices, TrainOptions, TrainState};
+use crate::{Backend, BinnedMixture, Model};
+
+fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    arg: &Option<String>,
+    domain: &Dm,
+) -> anyhow::Result<Option<PathBuf>> {
+    match arg.as_deref() {
+        None => Ok(None),
+        Some("pretrained") => match domain.pretrained_checkpoint() {
+            Some(p) => Ok(Some(p)),
+            None => bail!("the `{}` domain ships no pretrained checkpoint", Dm::NAME),
+        },
+        Some(p) => Ok(Some(PathBuf::from(p))),
+    }
+}
+
+/// A new run that starts from the weights (and output bins) of the
+/// checkpoint in `source`: fine-tuning. The optimizer, step count and
+/// learning-rate schedule start afresh, and the data come from `domain`
+/// (the command line's), so a model can be trained further on other data
+/// or with other settings; the architecture is the checkpoint's.
+fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    domain: &Dm,
+    choices: &RunChoices,
+    source: &Path,
+    device: &D,
+) -> anyhow::Result<TrainState<P, V, D, BinnedMixture>> {
+    if choices.preset.is_some() || choices.bins.is_some() || choices.nearest_value.is_some() {
+        bail!(
+            "--preset, --bins and --nearest-value cannot change a model that starts from the \
+             weights in {}; leave them out (the architecture and bins are the checkpoint's)",
+            source.display()
+        );
+    }
+    let loaded = checkpoint::load::<P, V, D, BinnedMixture>(source, Dm::NAME, device)
+        .with_context(|| format!("cannot start from the weights in {}", source.display()))?;
+    eprintln!(
+        "starting from the weights of {} (trained {} steps), with a fresh optimizer",
+        checkpoint::checkpoint_file(source).display(),
+        loaded.meta.step
+    );
+    Ok(TrainState::new(
+        loaded.model,
+        choices.settings(&domain.defaults()),
+    ))
+}
+
+/// The main job trains into `--out` without asking, so that it can be run
+/// again and again; but it replaces a run there only if it is the same run
+/// (same domain settings, architecture, bins and training settings, and no
+/// longer than `steps`: an interrupted main job may be started over). A
+/// longer or different `train` run in the same folder is never lost to it.
+fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    out_dir: &Path,
+    domain: &Dm,
+    fresh: &TrainState<P, V, D, BinnedMixture>,
+    steps: u64,
+) -> anyhow::Result<()> {
+    let file = checkpoint::checkpoint_file(out_dir);
+    if !file.exists() {
+        return Ok(());
+    }
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "{} holds another run ({why}), which the main job would replace; to draw its \
+             pictures and evaluation, add `--checkpoint {}`; to continue it, use `train \
+             --resume --out {}`; to train the main job's model, choose another --out (or \
+             delete that run)",
+            file.display(),
+            out_dir.display(),
+            out_dir.display()
+        )
+    };
+    let meta = checkpoint::read_meta(out_dir).map_err(|e| refuse(format!("unreadable: {e}")))?;
+    if meta.step > steps {
+        return Err(refuse(format!("{} steps, more than {steps}", meta.step)));
+    }
+    // Settings are compared as the checkpoint stores them (JSON); one that
+    // does not serialise counts as different.
+    let same_domain =
+        config_to_json::<P, V, Dm>(&domain.config()).is_ok_and(|current| current == meta.domain);
+    let same_bins =
+        serde_json::to_value(fresh.model.distribution()).is_ok_and(|d| d == meta.distribution);
+    let mut differ = Vec::new();
+    if !same_domain {
+        differ.push("domain settings".to_string());
+    }
+    if !same_bins {
+        differ.push("output bins".to_string());
+    }
+    if meta.model != *fresh.model.config() {
+        differ.extend(changed_fields(
+            "architecture",
+            &meta.model,
+            fresh.model.config(),
+        ));
+    }
+    if meta.training != fresh.settings {
+        differ.extend(changed_fields("training", &meta.training, &fresh.settings));
+    }
+    if !differ.is_empty() {
+        return Err(refuse(format!("other settings: {}", differ.join(", "))));
+    }
+    Ok(())
+}
+
+/// `"group.field stored → new"` for each top-level field in which two
+/// settings structs differ (as JSON), or just `group` if they are not objects.
+fn changed_fields<T: serde::Serialize>(group: &str, stored: &T, new: &T) -> Vec<String> {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) =
+        (serde_json::to_value(stored), serde_json::to_value(new))
+    else {
+        return vec![group.to_string()];
+    };
+    let fields: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let new = b.get(k).map_or("none".to_string(), |x| x.to_string());
+            format!("{group}.{k} {v} → {new}")
+        })
+        .collect();
+    if fields.is_empty() {
+        vec![group.to_string()]
+    } else {
+        fields
+    }
+}
+
+/// Whether two checkpoint folders are the same one on disk (so writing one
+/// would replace the other), however their paths are spelled.
+fn same_checkpoint(a: &Path, b: &Path) -> bool {
+    let (a, b) = (
+        checkpoint::checkpoint_file(a),
+        checkpoint::checkpoint_file(b),
+    );
+    match (std::fs::canonicalize(&a), std::fs::canonicalize(&b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    path: &Path,
+    device: &D,
+) -> anyhow::Result<(Dm, Model<P, V, D, BinnedMixture>)> {
+    let loaded = checkpoint::load::<P, V, D, BinnedMixture>(path, Dm::NAME, device)?;
+    let domain = Dm::from_config(&config_from_json::<P, V, Dm>(&loaded.meta.domain)?)?;
+    eprintln!(
+        "loaded {} ({} parameters, step {})",
+        checkpoint::checkpoint_file(path).display(),
+        loaded.model.num_params(),
+        loaded.meta.step
+    );
+    Ok((domain, loaded.model))
+}
+
+pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    cli: &Cli<Dm::Config>,
+    device: D,
+) -> anyhow::Result<()> {
+    let common = &cli.common;
+    let out_dir = common
+        .out
+        .clone()
+        .unwrap_or_else(|| Dm::run_folder(&cli.domain));
+    let choices = common.choices();
+    choices.validate()?;
+    let run_options = common.run_options();
+    let cli_domain = Dm::from_config(&cli.domain)?;
+    let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;
+    let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());
+
+    match &cli.command {
+        Some(Command::Train {
+            resume,
+            checkpoint_every,
+            keep_snapshots,
+            reschedule,
+            overwrite,
+        }) => {
+            if let Some(source) = checkpoint.as_ref().filter(|_| !*resume) {
+                if same_checkpoint(source, &out_dir) {
+                    bail!(
+                        "training from the weights in {} would overwrite them; choose another \
+                         --out, or continue that run with `train --resume`",
+                        source.display()
+                    );
+                }
+            }
+            if !*resume && !*overwrite && checkpoint::checkpoint_file(&out_dir).exists() {
+                bail!(
+                    "{} already holds a training run; continue it with `train --resume`, \
+                     or replace it with `train --overwrite`, or choose another --out",
+                    out_dir.display()
+                );
+            }
+            let (domain, mut state) = if *resume {
+                let cannot = || format!("cannot resume from {}", existing.display());
+                let loaded =
+                    checkpoint::load::<P, V, D, BinnedMixture>(&existing, Dm::NAME, &device)
+                        .with_context(cannot)?;
+                let domain = Dm::from_config(&config_from_json::<P, V, Dm>(&loaded.meta.domain)?)?;
+                (
+                    domain,
+                    TrainState::from_checkpoint(&existing, loaded).with_context(cannot)?,
+                )
+            } else if let Some(source) = &checkpoint {
+                let state = fine_tune_state(&cli_domain, &choices, source, &device)?;
+                (cli_domain, state)
+            } else {
+                let state = fresh_state(&cli_domain, &choices, &device)?;
+                (cli_domain, state)
+            };
+            // A resumed run without --steps trains to the total it started
+            // with, which its learning-rate schedule records.
+            let steps = common
+                .steps
+                .or(state.settings.cosine_decay_steps.filter(|_| *resume))
+                .unwrap_or(domain.defaults().steps);
+            if *reschedule && state.settings.cosine_decay_steps.is_some() {
+                state.settings.cosine_decay_steps = Some(steps);
+            }
+            let mut options = TrainOptions::new(steps, &out_dir);
+            options.checkpoint_every = *checkpoint_every;
+            options.keep_snapshots = *keep_snapshots;
+            options.progress = !common.quiet;
+            train_and_report(&domain, &mut state, &options)?;
+        }
+        Some(Command::Sample) => {
+            let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            render(&domain, &model, &out_dir, &run_options)?;
+        }
+        Some(Command::Export { average_with }) => {
+            let source = checkpoint
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("export needs --checkpoint DIR"))?;
+            let mut sources = vec![source];
+            for arg in average_with {
+                let dir = resolve_checkpoint::<P, V, Dm>(&Some(arg.clone()), &cli_domain)?;
+                sources.extend(dir);
+            }
+            if let Some(s) = sources.iter().find(|s| same_checkpoint(s, &out_dir)) {
+                bail!(
+                    "export would overwrite its source {}; choose another --out",
+                    s.display()
+                );
+            }
+            let loaded =
+                checkpoint::average::<P, V, D, BinnedMixture>(&sources, Dm::NAME, &device)?;
+            checkpoint::save(
+                &out_dir,
+                &loaded.model,
+                None,
+                loaded.meta.domain,
+                &loaded.meta.training,
+                loaded.meta.step,
+            )?;
+            println!("wrote {}", checkpoint::checkpoint_file(&out_dir).display());
+        }
+        Some(Command::Limits) => {
+            let batch = common
+                .batch_size
+                .unwrap_or(cli_domain.defaults().batch_size);
+            print!(
+                "{}",
+                crate::model::memory::table(
+                    crate::backend::memory::memory_budget(),
+                    batch,
+                    D::FUSED_ATTENTION
+                )
+            );
+        }
+        Some(Command::Eval) => {
+            let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            println!("{}", evaluate(&domain, &model, &out_dir, &run_options)?);
+        }
+        Some(Command::Predict { input, output }) => {
+            let (_, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let source = input
+                .as_ref()
+                .map_or("<stdin>".to_string(), |p| p.display().to_string());
+            let reader: Box<dyn std::io::BufRead> = match input {
+                Some(p) => Box::new(std::io::BufReader::new(
+                    std::fs::File::open(p)
+                        .with_context(|| format!("cannot open {}", p.display()))?,
+                )),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            match output {
+                Some(p) => {
+                    let mut buf = Vec::new();
+                    crate::infer::predict::run(&model, reader, &mut buf, &source)?;
+                    crate::io::write_atomic(p, &buf)?;
+                }
+                None => {
+                    crate::infer::predict::run(&model, reader, std::io::stdout().lock(), &source)?;
+                }
+            }
+        }
+        None => {
+            // The main job: train with the domain's defaults (or load the given
+            // checkpoint), then draw the pictures and print the evaluation.
+            let (domain, model) = match &checkpoint {
+                Some(path) => load_model::<P, V, Dm, D>(path, &device)?,
+                None => {
+                    let steps = choices.steps(&cli_domain.defaults());
+                    let mut state = fresh_state(&cli_domain, &choices, &device)?;
+                    check_main_job_may_replace(&out_dir, &cli_domain, &state, steps)?;
+                    let mut options = TrainOptions::new(steps, &out_dir);
+                    options.progress = !common.quiet;
+                    train_and_report(&cli_domain, &mut state, &options)?;
+                    (cli_domain, state.model)
+                }
+            };
+            render(&domain, &model, &out_dir, &run_options)?;
+            println!("{}", evaluate(&domain, &model, &out_dir, &run_options)?);
+        }
+    }
+    Ok(())
+}
+
+fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    domain: &Dm,
+    state: &mut TrainState<P, V, D, BinnedMixture>,
+    options: &TrainOptions,
+) -> anyhow::Result<()> {
+    eprintln!(
+        "training {} model: {} parameters, {} steps from step {}, batch {}, writing to {}",
+        Dm::NAME,
+        state.model.num_params(),
+        options.steps,
+        state.step,
+        state.settings.batch_size,
+        options.out_dir.display()
+    );
+    let lines = trainer::train(domain, state, options)?;
+    if let Some(last) = lines.last() {
+        eprintln!(
+            "done: step {}, loss {:.4}, {:.1} s; checkpoint in {}",
+            last.step,
+            last.loss,
+            last.elapsed_s,
+            options.out_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// The domain's pictures, then the training curve when `out_dir` holds a log.
+fn render<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    domain: &Dm,
+    model: &Model<P, V, D, BinnedMixture>,
+    out_dir: &Path,
+    options: &crate::infer::RunOptions,
+) -> anyhow::Result<()> {
+    let mut written = domain.render(model, out_dir, options)?;
+    written.extend(trainer::plot_training_curve(out_dir)?);
+    for p in written {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
+}
+
+/// The domain's evaluation, or the generic held-out table where it has none.
+fn evaluate<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    domain: &Dm,
+    model: &Model<P, V, D, BinnedMixture>,
+    out_dir: &Path,
+    options: &crate::infer::RunOptions,
+) -> anyhow::Result<String> {
+    Ok(match domain.evaluate(model, out_dir, options)? {
+        Some(report) => report,
+        None => crate::infer::eval::heldout_report(domain, model, out_dir, options.seed)?,
+    })
+}
