@@ -15,10 +15,9 @@
 //! - [`signal`]: the [`SpatialSignal`] trait, observation sets, grids;
 //! - [`backend`]: the [`Backend`] trait, fused CPU kernels, the memory budget;
 //! - [`model`]: the transformer and what it predicts ([`OutputDistribution`]);
-//! - [`infer`]: marginals, samples; [`plot`]: charts and stock pictures;
+//! - [`infer`]: marginals, samples, `predict`; [`plot`]: charts and stock pictures;
 //! - [`domain`]: the [`Domain`] plugin trait;
-//! - [`train`]: the trainer, Adam, checkpoints; [`infer::eval`] and
-//!   [`infer::predict`] read what it writes;
+//! - [`train`]: the trainer, Adam, checkpoints, held-out evaluation;
 //! - [`cli`]: the generic command line.
 //!
 //! The book's *Architecture* chapter draws these layers.

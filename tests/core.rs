@@ -650,8 +650,9 @@ fn slope_rmse(raw_positions: bool) -> f64 {
     let mut o = options(dir.path(), 400);
     o.checkpoint_every = 1000;
     train(&domain, &mut state, &o).unwrap();
-    pixel_transformer::infer::eval::heldout_metrics(&domain, &state.model, &[8], 16, 1).unwrap()[0]
-        .rmse
+    pixel_transformer::train::heldout::heldout_metrics(&domain, &state.model, &[8], 16, 1).unwrap()
+        [0]
+    .rmse
 }
 
 #[test]
@@ -743,7 +744,7 @@ fn discs_rmse(nearest_value: bool) -> f64 {
     let mut o = options(dir.path(), 300);
     o.checkpoint_every = 1000;
     train(&DiscsDomain, &mut state, &o).unwrap();
-    pixel_transformer::infer::eval::heldout_metrics(&DiscsDomain, &state.model, &[512], 64, 1)
+    pixel_transformer::train::heldout::heldout_metrics(&DiscsDomain, &state.model, &[512], 64, 1)
         .unwrap()[0]
         .rmse
 }

@@ -71,7 +71,7 @@ fn brief_training_beats_the_untrained_model_and_render_writes_a_png() {
         .render(&state.model, dir.path(), &Default::default())
         .unwrap();
     let samples = dir.path().join("samples.png");
-    assert_eq!(written, [samples.clone()]);
+    assert_eq!(written, std::slice::from_ref(&samples));
     assert!(is_png(&samples));
 }
 

@@ -4,12 +4,11 @@
 use std::path::Path;
 use std::time::Instant;
 
-use clap::Parser;
 use pixel_transformer::cli::run_grey_or_colour_from;
 use pixel_transformer::deps::dfdx::prelude::Cpu;
-use pixel_transformer::infer::eval::{heldout_metrics, HeldoutRow, HELDOUT_SIGNALS};
 use pixel_transformer::train::data::draw_example_with;
 use pixel_transformer::train::fit_distribution;
+use pixel_transformer::train::heldout::{heldout_metrics, HeldoutRow, HELDOUT_SIGNALS};
 use pixel_transformer::train::trainer::{train, TrainOptions, TrainState};
 use pixel_transformer::train::TrainSettings;
 use pixel_transformer::{BinnedMixture, Model, Preset, SetSizes, Split};

@@ -56,10 +56,12 @@ fn code(path: &Path) -> String {
 fn expand(tree: &str) -> Vec<String> {
     let tree = tree.trim();
     let Some(open) = tree.find('{') else {
-        return vec![tree.split(" as ").next().unwrap().trim().to_string()];
+        let path = tree.split(" as ").next().unwrap_or(tree);
+        return vec![path.replace(' ', "")];
     };
-    let prefix = &tree[..open];
-    let inner = &tree[open + 1..tree.rfind('}').unwrap()];
+    let prefix = tree[..open].replace(' ', "");
+    let close = tree.rfind('}').unwrap_or(tree.len());
+    let inner = &tree[open + 1..close];
     let (mut depth, mut start, mut parts) = (0, 0, Vec::new());
     for (i, c) in inner.char_indices() {
         match c {
@@ -76,7 +78,7 @@ fn expand(tree: &str) -> Vec<String> {
     parts
         .into_iter()
         .filter(|p| !p.trim().is_empty())
-        .flat_map(|p| expand(p))
+        .flat_map(expand)
         .map(|p| {
             if p == "self" {
                 prefix.trim_end_matches("::").to_string()
@@ -90,17 +92,21 @@ fn expand(tree: &str) -> Vec<String> {
 /// Every path that starts at `crate`, `super` or `self` in `text`.
 fn paths(text: &str) -> Vec<String> {
     let mut found = Vec::new();
-    // `use` trees, braces and all.
+    // `use` items (also `pub use`), braces and all.
     let mut rest = text;
     while let Some(i) = rest.find("use ") {
-        let before = rest[..i].chars().last();
+        let line_start = rest[..i].rfind('\n').map_or(0, |n| n + 1);
+        let head = rest[line_start..i].trim();
         rest = &rest[i + 4..];
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+        let is_item = head.is_empty() || head == "pub" || head.starts_with("pub(");
+        if !is_item {
             continue;
         }
         let end = rest.find(';').unwrap_or(rest.len());
-        let tree: String = rest[..end].split_whitespace().collect();
-        found.extend(expand(&tree));
+        let tree = rest[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        if tree.matches('{').count() == tree.matches('}').count() {
+            found.extend(expand(&tree));
+        }
         rest = &rest[end..];
     }
     // Paths written inline: `crate::backend::memory::check(…)`.
@@ -160,26 +166,13 @@ fn resolve(
 fn root_names(lib: &str, mods: &BTreeMap<Vec<String>, PathBuf>) -> BTreeMap<String, Vec<String>> {
     let mut names = BTreeMap::new();
     for path in paths(lib) {
-        let full = path.replace("crate::", "");
+        let full = path.trim_start_matches("crate::");
         let mut parts: Vec<String> = full.split("::").map(str::to_string).collect();
-        let name = parts.pop().unwrap();
+        let name = parts.pop().unwrap_or_default();
         while !parts.is_empty() && !mods.contains_key(&parts) {
             parts.pop();
         }
-        names.insert(name, parts);
-    }
-    // `pub use backend::Backend;` in lib.rs has no `crate::` prefix.
-    for line in lib.lines().filter(|l| l.starts_with("pub use ")) {
-        let tree: String = line["pub use ".len()..]
-            .trim_end_matches(';')
-            .split_whitespace()
-            .collect();
-        for path in expand(&tree) {
-            let mut parts: Vec<String> = path.split("::").map(str::to_string).collect();
-            let name = parts.pop().unwrap();
-            while !parts.is_empty() && !mods.contains_key(&parts) {
-                parts.pop();
-            }
+        if !parts.is_empty() {
             names.insert(name, parts);
         }
     }
@@ -264,7 +257,10 @@ fn the_core_imports_run_one_way() {
         panic!("top-level modules import each other: {}", cycle.join(" → "));
     }
     if let Some(cycle) = find_cycle(&files) {
-        panic!("files of one folder import each other: {}", cycle.join(" → "));
+        panic!(
+            "files of one folder import each other: {}",
+            cycle.join(" → ")
+        );
     }
     // And the order the crate's docs state holds.
     let layers = [
@@ -290,7 +286,13 @@ fn the_checker_finds_a_cycle_and_reads_use_trees() {
     edges.get_mut("b").unwrap().clear();
     assert!(find_cycle(&edges).is_none());
     assert_eq!(
-        expand("crate::{a::{b,c},d::self,e as f}"),
-        ["crate::a::b", "crate::a::c", "crate::d", "crate::e"]
+        expand("crate::{a::{b,c},d::{self,x},e as f}"),
+        [
+            "crate::a::b",
+            "crate::a::c",
+            "crate::d",
+            "crate::d::x",
+            "crate::e"
+        ]
     );
 }

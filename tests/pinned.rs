@@ -62,9 +62,7 @@ fn check(domain: &str, run: impl FnOnce(Vec<String>) -> anyhow::Result<()>) {
 #[test]
 fn polynomial_answers_are_pinned() {
     use pixel_transformer_polynomial::PolynomialDomain;
-    check("polynomial", |argv| {
-        run_from::<1, 1, PolynomialDomain, _, _>(argv)
-    });
+    check("polynomial", run_from::<1, 1, PolynomialDomain, _, _>);
 }
 
 #[test]
@@ -78,7 +76,7 @@ fn image_answers_are_pinned() {
 #[test]
 fn sdf_answers_are_pinned() {
     use pixel_transformer_sdf::SdfDomain;
-    check("sdf", |argv| run_from::<3, 1, SdfDomain, _, _>(argv));
+    check("sdf", run_from::<3, 1, SdfDomain, _, _>);
 }
 
 #[test]

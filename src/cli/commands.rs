@@ -380,6 +380,6 @@ fn evaluate<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
 ) -> anyhow::Result<String> {
     Ok(match domain.evaluate(model, out_dir, options)? {
         Some(report) => report,
-        None => crate::infer::eval::heldout_report(domain, model, out_dir, options.seed)?,
+        None => crate::train::heldout::heldout_report(domain, model, out_dir, options.seed)?,
     })
 }

@@ -1,8 +1,8 @@
 //! Inference with a trained model: marginal distributions at any positions,
-//! mean and uncertainty fields, whole-signal samples (`sampling`), held-out
-//! evaluation (`eval`) and the JSON-lines machine interface (`predict`).
+//! mean and uncertainty fields, whole-signal samples (`sampling`), the
+//! JSON-lines machine interface (`predict`), and what the `sample` and
+//! `eval` commands were asked for ([`RunOptions`]).
 
-pub mod eval;
 mod options;
 pub mod predict;
 pub mod sampling;

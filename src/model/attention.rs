@@ -24,6 +24,7 @@ impl Attention {
     /// Multi-head attention of each group's queries over its keys.
     /// `key_bias` is `b × sk`: 0 for real keys, a large negative number for
     /// padding; `distance` holds the positions' factors of the distance bias.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward<D: Backend, T: Tape<f32, D>>(
         self,
         params: &[Param<D>],
@@ -83,6 +84,7 @@ impl Attention {
     /// over the raw memory, and the value projection is applied once to the
     /// weighted sum. Every head shares the same keys, so the heads ride along
     /// as extra query rows of a single-head attention.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_few_queries<D: Backend, T: Tape<f32, D>>(
         self,
         params: &[Param<D>],

@@ -5,11 +5,12 @@
 //!   from a domain's defaults and the caller's [`RunChoices`];
 //! - `data`: random training examples drawn from a domain;
 //! - `trainer`: the loop, the log and the training curve;
-//! - `optim`: Adam;
+//! - `optim`: Adam; `heldout`: the generic held-out evaluation;
 //! - `checkpoint`: self-describing `.safetensors` files, written atomically.
 
 pub mod checkpoint;
 pub mod data;
+pub mod heldout;
 pub mod optim;
 pub mod settings;
 pub mod setup;

@@ -50,7 +50,7 @@ use crate::{nearest_fill, Image, ImageDomain};
 const SAMPLE_GROUP: usize = 8;
 
 /// Queries per held-out image of the earlier, generic NLL evaluation
-/// (`pixel_transformer::infer::eval::heldout_metrics`). The image evaluation now
+/// (`pixel_transformer::train::heldout::heldout_metrics`). The image evaluation now
 /// scores every pixel; kept for code that used it.
 pub const EVAL_QUERIES: usize = 256;
 

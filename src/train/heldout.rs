@@ -1,4 +1,6 @@
-//! Generic evaluation on held-out signals: proper NLL and RMSE per `|S|`.
+//! Generic evaluation on held-out signals: proper NLL and RMSE per `|S|`,
+//! on examples drawn as training draws them (the `eval` command's table for
+//! domains without their own evaluation).
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -7,10 +9,8 @@ use crate::Backend;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::{
-    io::write_atomic, train::data::draw_example_with, Domain, Model, OutputDistribution, Result,
-    Split,
-};
+use super::data::draw_example_with;
+use crate::{io::write_atomic, Domain, Model, OutputDistribution, Result, Split};
 
 /// Held-out metrics at one observation-set size.
 #[derive(Debug, Clone, PartialEq)]
