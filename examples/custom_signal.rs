@@ -88,7 +88,6 @@ impl Domain<1, 1> for AudioDomain {
     /// Runs go to `runs/audio`; checkpoints record this name.
     const NAME: &'static str = "audio";
 
-    // ANCHOR: from_config
     /// Checks the settings; bad user input is an error, never a panic.
     fn from_config(config: &AudioConfig) -> Result<Self> {
         if !(1..=8).contains(&config.max_partials) {
@@ -109,9 +108,7 @@ impl Domain<1, 1> for AudioDomain {
     fn config(&self) -> AudioConfig {
         self.config
     }
-    // ANCHOR_END: from_config
 
-    // ANCHOR: draw_signal
     fn draw_signal(&self, _split: Split, rng: &mut ChaCha8Rng) -> AudioClip {
         // Procedural data: train and test come from the same distribution, and
         // held-out batches use their own seeds, so they never repeat training ones.
@@ -128,9 +125,7 @@ impl Domain<1, 1> for AudioDomain {
             decay: rng.gen_range(0.0..=self.config.max_decay),
         }
     }
-    // ANCHOR_END: draw_signal
 
-    // ANCHOR: grid_defaults
     fn grid(&self) -> Grid<1> {
         // 128 points: more than 20 per period at the highest frequency.
         Grid::new([128])
@@ -149,7 +144,6 @@ impl Domain<1, 1> for AudioDomain {
             ..DomainDefaults::default()
         }
     }
-    // ANCHOR_END: grid_defaults
 }
 // ANCHOR_END: impl_domain
 

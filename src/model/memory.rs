@@ -21,10 +21,8 @@ pub const MAX_QUERIES_PER_PASS: usize = 4096;
 /// [`KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
 /// weights and their gradients (`3 · batch · heads · rows · keys`). A
 /// training pass keeps all of it for the backward pass and allocates as
-/// much again for gradients. Measured peak memory is lower (the CPU's
-/// `mnist-small` benchmark shape with `|S| = |Q| = 1024` is estimated at
-/// 2.0 GiB and peaks at 1.4 GiB, with or without dropout), so the limits
-/// err on the safe side.
+/// much again for gradients. Measured peaks are lower (the book's
+/// performance chapter compares them), so the limits err on the safe side.
 pub fn pass_bytes(
     config: &ModelConfig,
     batch: usize,

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::charts::{plot_function_grid, plot_image_grid, FunctionPanel, ImageGrid, Tile};
+use super::function_grid::{plot_function_grid, FunctionPanel};
+use super::image_grid::{plot_image_grid, ImageGrid, Tile};
 use crate::error::{Error, Result};
 use crate::infer::RunOptions;
 use crate::signal::{random_position, Grid, Observations, SpatialSignal};

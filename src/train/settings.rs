@@ -6,6 +6,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::SetSizes;
+use crate::error::{Error, Result};
 use crate::model::Dropout;
 
 /// The settings of a training run, stored in its checkpoints.
@@ -33,6 +34,33 @@ pub struct TrainSettings {
 }
 
 impl TrainSettings {
+    /// Checks the settings before anything is drawn or allocated; each
+    /// message names the command-line option that sets the value.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_size == 0 || self.sets.queries == 0 {
+            return Err(Error::invalid(
+                "--batch-size and the query count must be at least 1",
+            ));
+        }
+        Dropout::validate_rate(self.dropout).map_err(|e| match e {
+            Error::InvalidInput(m) => Error::invalid(format!("--dropout: {m}")),
+            e => e,
+        })?;
+        let (min, max) = (self.sets.min_observed, self.sets.max_observed);
+        if max > 1 << 30 {
+            return Err(Error::invalid(format!(
+                "the largest training set ({max}, --max-observed) is beyond any memory"
+            )));
+        }
+        if min > max {
+            return Err(Error::invalid(format!(
+                "the smallest training set ({min}) is above the largest ({max}): \
+                 --min-observed {min} > --max-observed {max}"
+            )));
+        }
+        Ok(())
+    }
+
     /// The dropout of step `step` (0-based): `None` when the rate is 0.
     pub fn dropout_at(&self, step: u64) -> Option<Dropout> {
         (self.dropout > 0.0).then(|| {

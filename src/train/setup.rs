@@ -9,7 +9,7 @@ use super::{TrainSettings, TrainState};
 use crate::domain::{Domain, DomainDefaults, SetSizes, Split};
 use crate::error::{Error, Result};
 use crate::signal::random_position;
-use crate::{Backend, BinnedMixture, Dropout, Model, ModelConfig, Preset};
+use crate::{Backend, BinnedMixture, Model, ModelConfig, Preset};
 
 /// What a caller chooses for a new run; `None` keeps the domain's default.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,21 +39,9 @@ pub struct RunChoices {
 }
 
 impl RunChoices {
-    /// Checks the choices that can be checked without a domain.
+    /// Checks what the training settings cannot ([`TrainSettings::validate`]
+    /// checks the rest once the domain's defaults are filled in).
     pub fn validate(&self) -> Result<()> {
-        if let Some(rate) = self.dropout {
-            Dropout::validate_rate(rate).map_err(|e| match e {
-                Error::InvalidInput(m) => Error::invalid(format!("--dropout: {m}")),
-                e => e,
-            })?;
-        }
-        if let (Some(min), Some(max)) = (self.min_observed, self.max_observed) {
-            if min > max {
-                return Err(Error::invalid(format!(
-                    "--min-observed {min} is above --max-observed {max}"
-                )));
-            }
-        }
         if self.bins == Some(0) {
             return Err(Error::invalid(
                 "--bins must be at least 1 (1 = a plain Gaussian)",
@@ -115,6 +103,8 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
 ) -> Result<TrainState<P, V, D, BinnedMixture>> {
     choices.validate()?;
     let d = domain.defaults();
+    let settings = choices.settings(&d);
+    settings.validate()?;
     let config = ModelConfig {
         nearest_value: choices.nearest_value.unwrap_or(d.nearest_value),
         ..choices.preset.unwrap_or(d.preset).config()
@@ -122,5 +112,5 @@ pub fn fresh_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     let bins = choices.bins.unwrap_or(d.bins);
     let distribution = fit_distribution(domain, bins, d.sigma_floor, choices.seed)?;
     let model = Model::new(config, distribution, choices.seed, device)?;
-    Ok(TrainState::new(model, choices.settings(&d)))
+    Ok(TrainState::new(model, settings))
 }

@@ -208,25 +208,8 @@ pub fn train<
     state: &mut TrainState<P, V, D, O>,
     options: &TrainOptions,
 ) -> Result<Vec<LogLine>> {
-    if state.settings.batch_size == 0 || state.settings.sets.queries == 0 {
-        return Err(Error::invalid(
-            "batch size and query count must be positive",
-        ));
-    }
-    Dropout::validate_rate(state.settings.dropout)?;
+    state.settings.validate()?;
     let sets = &state.settings.sets;
-    if sets.max_observed > 1 << 30 {
-        return Err(Error::invalid(format!(
-            "the largest training set ({}) is beyond any memory",
-            sets.max_observed
-        )));
-    }
-    if sets.min_observed > sets.max_observed {
-        return Err(Error::invalid(format!(
-            "the smallest training set ({}) is above the largest ({})",
-            sets.min_observed, sets.max_observed
-        )));
-    }
     // Refuse sizes whose passes cannot fit before drawing any example.
     let batch = state.settings.batch_size;
     crate::backend::memory::check(

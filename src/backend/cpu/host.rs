@@ -231,8 +231,8 @@ pub(super) fn with_output_gradient<R>(
 /// Every training step and sampling pass allocates the same large buffers
 /// again (dfdx's tensors, the kernels' outputs). By default glibc returns
 /// big freed blocks to the operating system at once, so the next step pays
-/// for fresh, zeroed pages: a tenth to a fifth of a step's time in the
-/// benchmarks (see the book's performance chapter). With this, freed blocks
+/// for fresh, zeroed pages (the book's performance chapter has the cost).
+/// With this, freed blocks
 /// up to 32 MiB stay in the process. The peak memory is unchanged, but the
 /// memory held between steps stays at that peak, until the process ends.
 pub fn keep_freed_memory() {
@@ -244,11 +244,10 @@ pub fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         // One heap for all threads: the kernels' rayon tasks allocate
         // scratch buffers, and a worker thread's own arena gives its freed
-        // pages back to the system whatever the thresholds above say (2.5 %
-        // of a training step's time went to clearing fresh pages, 0.3 % with
-        // this). The price is one lock for every allocation; measured on 2
-        // threads only, where it did not show. On many cores, where
-        // contention could, leave this function out.
+        // pages back to the system whatever the thresholds above say. The
+        // price is one lock for every allocation, which did not show on two
+        // threads; on many cores, where contention could, leave this
+        // function out.
         libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }

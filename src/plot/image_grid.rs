@@ -1,0 +1,152 @@
+//! Grids of small pictures with a title per row and per column.
+
+use std::path::Path;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use super::canvas::*;
+use crate::error::PlotError;
+
+// ---------------------------------------------------------------------------
+// Image grids.
+// ---------------------------------------------------------------------------
+
+/// One picture of an [`ImageGrid`]: `width × height` RGB pixels, row-major
+/// from the top left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tile {
+    /// Pixels per row.
+    pub width: usize,
+    /// Rows.
+    pub height: usize,
+    /// `width · height` colours.
+    pub rgb: Vec<[u8; 3]>,
+}
+
+/// A grid of pictures with a title per row and per column (e.g. one test
+/// signal per row; truth, observations, mean, uncertainty and samples across).
+#[derive(Debug, Clone, Default)]
+pub struct ImageGrid {
+    /// Title above the grid.
+    pub title: String,
+    /// One title per row, drawn at its left.
+    pub row_titles: Vec<String>,
+    /// One title per column, drawn above it.
+    pub column_titles: Vec<String>,
+    /// `rows × columns` tiles, row-major; `None` leaves a cell empty.
+    pub tiles: Vec<Option<Tile>>,
+}
+
+pub(super) const GRID_TITLE_HEIGHT: u32 = 34;
+pub(super) const GRID_COLUMN_TITLE_HEIGHT: u32 = 26;
+pub(super) const GRID_ROW_TITLE_WIDTH: u32 = 90;
+pub(super) const GRID_GAP: u32 = 6;
+/// Tiles are enlarged by a whole factor towards this side, so every pixel
+/// stays a crisp square.
+pub(super) const GRID_TILE_TARGET: u32 = 96;
+
+/// Writes an [`ImageGrid`] as PNG or SVG.
+pub fn plot_image_grid(path: &Path, grid: &ImageGrid) -> Result<(), PlotError> {
+    let invalid = |message: String| PlotError::InvalidInput {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (rows, cols) = (grid.row_titles.len(), grid.column_titles.len());
+    if rows == 0 || cols == 0 || grid.tiles.len() != rows * cols {
+        return Err(invalid(format!(
+            "{} tiles for {rows} row titles and {cols} column titles",
+            grid.tiles.len()
+        )));
+    }
+    let mut side = (1, 1);
+    for tile in grid.tiles.iter().flatten() {
+        if tile.width == 0 || tile.height == 0 || tile.rgb.len() != tile.width * tile.height {
+            return Err(invalid(format!(
+                "a {}×{} tile with {} pixels",
+                tile.width,
+                tile.height,
+                tile.rgb.len()
+            )));
+        }
+        side = (side.0.max(tile.width), side.1.max(tile.height));
+    }
+    let scale = (GRID_TILE_TARGET / side.0.max(side.1) as u32).max(1);
+    render(
+        path,
+        &GridFigure {
+            grid,
+            cell: (side.0 as u32 * scale, side.1 as u32 * scale),
+            scale,
+        },
+    )
+}
+
+pub(super) struct GridFigure<'a> {
+    grid: &'a ImageGrid,
+    cell: (u32, u32),
+    scale: u32,
+}
+
+impl Figure for GridFigure<'_> {
+    fn size(&self) -> (u32, u32) {
+        let (rows, cols) = (
+            self.grid.row_titles.len() as u32,
+            self.grid.column_titles.len() as u32,
+        );
+        (
+            GRID_ROW_TITLE_WIDTH + cols * (self.cell.0 + GRID_GAP) + GRID_GAP,
+            GRID_TITLE_HEIGHT + GRID_COLUMN_TITLE_HEIGHT + rows * (self.cell.1 + GRID_GAP),
+        )
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        let text = |size: f64| TextStyle::from((FONT, size).into_font()).color(&BLACK);
+        let centred = |size: f64| text(size).pos(Pos::new(HPos::Center, VPos::Center));
+        let width = self.size().0 as i32;
+        root.draw_text(
+            &self.grid.title,
+            &centred(17.0),
+            (width / 2, GRID_TITLE_HEIGHT as i32 / 2),
+        )
+        .map_err(err)?;
+        let cols = self.grid.column_titles.len();
+        let left = |c: usize| (GRID_ROW_TITLE_WIDTH + c as u32 * (self.cell.0 + GRID_GAP)) as i32;
+        let top = |r: usize| {
+            (GRID_TITLE_HEIGHT + GRID_COLUMN_TITLE_HEIGHT + r as u32 * (self.cell.1 + GRID_GAP))
+                as i32
+        };
+        for (c, title) in self.grid.column_titles.iter().enumerate() {
+            let at = (
+                left(c) + self.cell.0 as i32 / 2,
+                (GRID_TITLE_HEIGHT + GRID_COLUMN_TITLE_HEIGHT / 2) as i32,
+            );
+            root.draw_text(title, &centred(12.0), at).map_err(err)?;
+        }
+        for (r, title) in self.grid.row_titles.iter().enumerate() {
+            let at = (
+                GRID_ROW_TITLE_WIDTH as i32 / 2,
+                top(r) + self.cell.1 as i32 / 2,
+            );
+            root.draw_text(title, &centred(12.0), at).map_err(err)?;
+        }
+        let s = self.scale as i32;
+        for (i, tile) in self.grid.tiles.iter().enumerate() {
+            let Some(tile) = tile else { continue };
+            let (x0, y0) = (left(i % cols), top(i / cols));
+            for (j, [r, g, b]) in tile.rgb.iter().enumerate() {
+                let (x, y) = (
+                    x0 + (j % tile.width) as i32 * s,
+                    y0 + (j / tile.width) as i32 * s,
+                );
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + s, y + s)],
+                    RGBColor(*r, *g, *b).filled(),
+                ))
+                .map_err(err)?;
+            }
+        }
+        Ok(())
+    }
+}
