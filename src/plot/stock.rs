@@ -232,6 +232,9 @@ where
         ]);
     }
     let mut tiles = Vec::new();
+    // Standard deviations share one scale, up to the largest in the figure,
+    // so the tiles are drawn once it is known.
+    let mut stds: Vec<(usize, Vec<f32>)> = Vec::new();
     for (r, row) in rows.iter().enumerate() {
         tiles.push(Some(tile(&truths[r])));
         for &n in sizes {
@@ -249,15 +252,22 @@ where
             }
             tiles.push(Some(image_tile(width, height, grid, shown)));
             tiles.push(Some(tile(&marginals.means())));
-            let std: Vec<f32> = marginals.stds().iter().map(|s| s[0]).collect();
-            tiles.push(Some(heat_tile(width, height, grid, &std, hi - lo)));
+            stds.push((tiles.len(), marginals.stds().iter().map(|s| s[0]).collect()));
+            tiles.push(None);
             tiles.push(Some(tile(&sample[0])));
         }
     }
+    let std_max = stds
+        .iter()
+        .flat_map(|(_, s)| s.iter().copied())
+        .filter(|s| s.is_finite())
+        .fold(0.0f32, f32::max);
+    for (at, std) in &stds {
+        tiles[*at] = Some(heat_tile(width, height, grid, std, std_max));
+    }
     Ok(ImageGrid {
         title: format!(
-            "values {lo:.2} (black) to {hi:.2} (white); std: 0 (dark) to {:.2} (bright)",
-            (hi - lo) / 2.0
+            "values {lo:.2} (black) to {hi:.2} (white); std 0 (black) to {std_max:.2} (white)"
         ),
         row_titles: (1..=rows.len()).map(|r| format!("signal {r}")).collect(),
         column_titles,
