@@ -148,7 +148,7 @@ impl Domain<1, 1> for AudioDomain {
 // ANCHOR_END: impl_domain
 
 // ANCHOR: main
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     pixel_transformer::cli::run::<1, 1, AudioDomain>()
 }
 // ANCHOR_END: main

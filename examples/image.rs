@@ -10,7 +10,7 @@
 //! ```
 use pixel_transformer_image::ImageDomain;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // Grey or colour: the data (or the checkpoint) decide.
     pixel_transformer::cli::run_grey_or_colour::<2, ImageDomain<1>, ImageDomain<3>>()
 }

@@ -7,6 +7,6 @@
 //! ```
 use pixel_transformer_polynomial::PolynomialDomain;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     pixel_transformer::cli::run::<1, 1, PolynomialDomain>()
 }

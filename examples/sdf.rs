@@ -9,6 +9,6 @@
 //! ```
 use pixel_transformer_sdf::SdfDomain;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     pixel_transformer::cli::run::<3, 1, SdfDomain>()
 }

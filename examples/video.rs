@@ -11,7 +11,7 @@
 //! ```
 use pixel_transformer_video::VideoDomain;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // Grey or colour: the data (or the checkpoint) decide.
     pixel_transformer::cli::run_grey_or_colour::<3, VideoDomain<1>, VideoDomain<3>>()
 }

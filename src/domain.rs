@@ -29,16 +29,7 @@ pub enum Split {
     Test,
 }
 
-/// How many observed and query points a training example has.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SetSizes {
-    /// Smallest observation set (may be 0: unconditional generation).
-    pub min_observed: usize,
-    /// Largest observation set. Sizes are drawn log-uniformly in between.
-    pub max_observed: usize,
-    /// Queries per example.
-    pub queries: usize,
-}
+pub use crate::signal::SetSizes;
 
 /// Hyper-parameters a domain suggests; every one can be overridden on the
 /// command line. Start from [`Default`] and name only what you change:

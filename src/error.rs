@@ -39,15 +39,24 @@ pub enum Error {
     /// Bad arguments or data passed through the API (wrong shapes, NaN, empty sets, limits).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// Training produced a non-finite loss; the last good checkpoint is kept.
-    #[error(
-        "training diverged at step {step}: the loss is {loss}; the last good checkpoint was kept"
-    )]
+    /// Training produced a non-finite loss; the last good checkpoint (if
+    /// any) is kept and the log trimmed back to it.
+    #[error("training diverged at step {step}: the loss is {loss}; {kept}")]
     Diverged {
         /// Step at which the loss became non-finite.
         step: u64,
         /// The offending loss value.
         loss: f32,
+        /// What was kept: the last good checkpoint, or that there is none.
+        kept: String,
+    },
+    /// Training stopped on request (Ctrl-C, SIGTERM) after saving a checkpoint.
+    #[error("interrupted at step {step}; the checkpoint in {} holds it: continue with `train --resume --out {}`", dir.display(), dir.display())]
+    Interrupted {
+        /// The step the checkpoint holds.
+        step: u64,
+        /// The run's folder.
+        dir: PathBuf,
     },
     /// An error reported by the tensor device (out of memory, CUDA failure).
     #[error("device error: {0}")]

@@ -35,13 +35,13 @@ pub mod signal;
 pub mod train;
 
 pub use backend::Backend;
-pub use domain::{Domain, DomainDefaults, SetSizes, Split};
+pub use domain::{Domain, DomainDefaults, Split};
 pub use error::{Error, Result};
 pub use infer::{Marginals, RunOptions, SampleOptions, SampleRequest};
 pub use model::{
     BinnedMixture, Dropout, Model, ModelConfig, ModelInput, OutputDistribution, Preset,
 };
-pub use signal::{Grid, Observations, SpatialSignal};
+pub use signal::{Grid, Observations, SetSizes, SpatialSignal};
 
 /// Re-exports of the dependencies a domain crate needs to implement the traits,
 /// so domain crates need not pin their own versions.

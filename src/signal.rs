@@ -6,6 +6,7 @@
 //! itself, only sets of `(position, value)` pairs drawn from it.
 
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
 
@@ -189,6 +190,17 @@ pub fn squared_distance<const N: usize>(a: &[f32; N], b: &[f32; N]) -> f32 {
 /// A uniformly random position in `[-1, 1]^P`.
 pub fn random_position<const P: usize>(rng: &mut impl Rng) -> [f32; P] {
     std::array::from_fn(|_| rng.gen_range(-1.0f32..=1.0))
+}
+
+/// How many observed and query points a training example has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetSizes {
+    /// Smallest observation set (may be 0: unconditional generation).
+    pub min_observed: usize,
+    /// Largest observation set. Sizes are drawn log-uniformly in between.
+    pub max_observed: usize,
+    /// Queries per example.
+    pub queries: usize,
 }
 
 #[cfg(test)]

@@ -80,13 +80,16 @@ fn the_command_line_trains_samples_evaluates_and_predicts() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
     let run_s = run.to_str().unwrap();
-    let common = ["--preset", "tiny", "--quiet", "--max-partials", "2"];
+    let common = ["--quiet", "--max-partials", "2"];
     let with = |args: &[&str]| {
         let mut v: Vec<&str> = args.to_vec();
         v.extend(common);
         cli(&v)
     };
-    run_with::<1, 1, AudioDomain>(with(&["train", "--steps", "12", "--out", run_s])).unwrap();
+    run_with::<1, 1, AudioDomain>(with(&[
+        "train", "--preset", "tiny", "--steps", "12", "--out", run_s,
+    ]))
+    .unwrap();
 
     // The checkpoint records the domain and its settings.
     let meta = checkpoint::read_meta(&run).unwrap();

@@ -74,16 +74,15 @@ fn colour_images_train_and_render_end_to_end() {
         samples.pixels().any(|p| p[0] != p[1] || p[1] != p[2]),
         "samples.png is grey"
     );
-    // 5 rows (truth, nearest fill, 3 samples) × 4 columns of 16 px tiles × 7.
-    assert_eq!(
-        (samples.width(), samples.height()),
-        (4 + 4 * (16 * 7 + 4), 4 + 5 * (16 * 7 + 4))
-    );
+    // 5 rows (truth, nearest fill, 3 samples) × 4 columns of 16 px tiles,
+    // with titles.
+    let size = pixel_transformer::plot::image_grid_size;
+    assert_eq!((samples.width(), samples.height()), size(5, 4, 16, 16));
     // Composition: 4 pairs (columns) × (2 sources, composed, nearest fill, mean, 2 samples).
     let composition = decode(&dir.path().join("composition.png"));
     assert_eq!(
         (composition.width(), composition.height()),
-        (4 + 4 * (16 * 7 + 4), 4 + 7 * (16 * 7 + 4))
+        size(7, 4, 16, 16)
     );
     let figures_info = || -> serde_json::Value {
         let text = std::fs::read_to_string(dir.path().join("figures.json")).unwrap();
@@ -96,13 +95,15 @@ fn colour_images_train_and_render_end_to_end() {
 
     // With no pixel drawn one at a time every sample is the mean image: the
     // three sample rows are equal. With the default 64 they differ.
-    let tile = 16 * 7 + 4;
     let sample_rows = |img: &image::RgbImage| -> Vec<Vec<[u8; 3]>> {
         (2..5)
             .map(|row| {
-                let y0 = 4 + row * tile;
-                (y0..y0 + tile - 4)
-                    .flat_map(|y| (0..img.width()).map(move |x| (x, y)))
+                (0..4)
+                    .flat_map(|col| {
+                        let (x0, y0, w, h) =
+                            pixel_transformer::plot::image_grid_cell(16, 16, row, col);
+                        (y0..y0 + h).flat_map(move |y| (x0..x0 + w).map(move |x| (x, y)))
+                    })
                     .map(|(x, y)| img.get_pixel(x, y).0)
                     .collect()
             })

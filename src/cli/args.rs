@@ -29,20 +29,20 @@ pub struct CommonArgs {
     /// Seed for everything random.
     #[arg(long, global = true, default_value_t = 0)]
     pub seed: u64,
-    /// Training steps [default: the domain's].
-    #[arg(long, global = true)]
+    /// Training steps, at least 1 [default: the domain's].
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = super::parse::steps)]
     pub steps: Option<u64>,
     /// Architecture preset [default: the domain's].
     #[arg(long, global = true)]
     pub preset: Option<crate::Preset>,
-    /// Signals per training batch [default: the domain's].
-    #[arg(long, global = true)]
+    /// Signals per training batch, at least 1 [default: the domain's].
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
     pub batch_size: Option<usize>,
-    /// Adam learning rate [default: the domain's].
-    #[arg(long, global = true)]
+    /// Adam learning rate, above 0 [default: the domain's].
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = super::parse::positive)]
     pub lr: Option<f64>,
     /// Value bins of the output distribution (1 = a plain Gaussian) [default: the domain's].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
     pub bins: Option<usize>,
     /// Give each query the value observed nearest to it as an input
     /// (`true`/`false`) [default: the domain's].
@@ -55,9 +55,9 @@ pub struct CommonArgs {
     /// log-uniformly in between) [default: the domain's].
     #[arg(long, global = true)]
     pub max_observed: Option<usize>,
-    /// Dropout rate during training, e.g. 0.1 as in the paper's reference
-    /// (0 = none) [default: 0].
-    #[arg(long, global = true)]
+    /// Dropout rate during training, in [0, 1), e.g. 0.1 as in the paper's
+    /// reference (0 = none) [default: 0].
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = super::parse::rate)]
     pub dropout: Option<f32>,
     /// Keep the learning rate constant instead of decaying it along a cosine
     /// to 1 % over the run's steps.
@@ -69,8 +69,12 @@ pub struct CommonArgs {
     /// Hide progress bars.
     #[arg(long, global = true)]
     pub quiet: bool,
+    /// `train` and the main job: start a fresh run even if --out already
+    /// holds another one (it is replaced).
+    #[arg(long, global = true)]
+    pub overwrite: bool,
     /// Evaluation: held-out signals measured [default: the domain's].
-    #[arg(long, global = true, visible_aliases = ["eval-images", "eval-shapes"])]
+    #[arg(long, global = true, visible_aliases = ["eval-images", "eval-shapes"], allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
     pub eval_count: Option<usize>,
     /// Evaluation: samples per held-out signal and |S| [default: the domain's].
     #[arg(long, global = true)]
@@ -80,7 +84,7 @@ pub struct CommonArgs {
     #[arg(long, global = true)]
     pub eval_autoregressive: Option<usize>,
     /// Pictures: test signals drawn by `sample` and the main job [default: the domain's].
-    #[arg(long, global = true, visible_alias = "render-shapes")]
+    #[arg(long, global = true, visible_alias = "render-shapes", allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
     pub render_count: Option<usize>,
     /// Pictures: values of each sample drawn one at a time before the rest
     /// take the mean; the grid's size or more draws every value (exact
@@ -89,7 +93,7 @@ pub struct CommonArgs {
     pub sample_autoregressive: Option<usize>,
     /// Pictures: temperature of each drawn value's bin choice (below 1
     /// favours the likelier bins: cleaner, less varied) [default: the domain's].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, allow_negative_numbers = true, value_parser = super::parse::positive_f32)]
     pub sample_temperature: Option<f32>,
 }
 
@@ -135,8 +139,8 @@ pub enum Command {
         /// Continue the run whose checkpoint is in --out (or --checkpoint).
         #[arg(long)]
         resume: bool,
-        /// Steps between checkpoints.
-        #[arg(long, default_value_t = 500)]
+        /// Steps between checkpoints, at least 1.
+        #[arg(long, default_value_t = 500, allow_negative_numbers = true, value_parser = super::parse::steps)]
         checkpoint_every: u64,
         /// Keep a weights-only copy of every checkpoint in
         /// `snapshots/step-NNNNNN/` (for `export --average-with`).
@@ -146,9 +150,6 @@ pub enum Command {
         /// --steps instead of the one the run started with (shorten or extend a run).
         #[arg(long, requires = "resume")]
         reschedule: bool,
-        /// Start a fresh run even if --out already holds one (it is replaced).
-        #[arg(long, conflicts_with = "resume")]
-        overwrite: bool,
     },
     /// Write pictures of mean fields and samples for a few test signals.
     Sample,
@@ -174,6 +175,12 @@ pub enum Command {
         /// Answers file [default: standard output].
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Most queries one request may ask.
+        #[arg(long, default_value_t = 1 << 18, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
+        max_queries: usize,
+        /// Most observations one request may give (memory grows with them).
+        #[arg(long, default_value_t = 1 << 14, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
+        max_observations: usize,
     },
 }
 

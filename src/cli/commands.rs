@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use super::{Cli, Command};
 use crate::domain::{config_from_json, config_to_json, Domain};
 use crate::train::{checkpoint, fresh_state, trainer, RunChoices, TrainOptions, TrainState};
-use crate::{Backend, BinnedMixture, Model};
+use crate::{Backend, BinnedMixture, Model, ModelConfig};
 
 fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
     arg: &Option<String>,
@@ -17,10 +17,148 @@ fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
         None => Ok(None),
         Some("pretrained") => match domain.pretrained_checkpoint() {
             Some(p) => Ok(Some(p)),
-            None => bail!("the `{}` domain ships no pretrained checkpoint", Dm::NAME),
+            None => bail!(
+                "the `{}` domain ships no pretrained checkpoint for these settings \
+                 ({}); see the domain's chapter in the book for the ones it ships",
+                Dm::NAME,
+                settings_summary::<P, V, Dm>(&domain.config())
+            ),
         },
         Some(p) => Ok(Some(PathBuf::from(p))),
     }
+}
+
+/// The settings as `key value` pairs, for messages.
+fn settings_summary<const P: usize, const V: usize, Dm: Domain<P, V>>(c: &Dm::Config) -> String {
+    match config_to_json::<P, V, Dm>(c) {
+        Ok(serde_json::Value::Object(o)) => o
+            .iter()
+            .filter(|(k, v)| *k != "type" && !v.is_null())
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "?".into(),
+    }
+}
+
+/// Fails with what to do when `path` holds no checkpoint: the usual first
+/// mistake (`sample` before `train`), or a file given for a folder.
+fn require_checkpoint(path: &Path, command: &str) -> anyhow::Result<()> {
+    let file = checkpoint::checkpoint_file(path);
+    if file.is_file() {
+        return Ok(());
+    }
+    if path.is_file() {
+        bail!(
+            "{} is a file, not a checkpoint: give a run's folder (holding {}) or a .safetensors file",
+            path.display(),
+            checkpoint::FILE_NAME
+        );
+    }
+    bail!(
+        "no checkpoint in {}: `{command}` needs a trained model; train one first \
+         (`train --out {}`), name another run with --checkpoint DIR, or use \
+         `--checkpoint pretrained` where the domain ships one",
+        path.display(),
+        path.display()
+    )
+}
+
+/// The training options given on the command line, as `--name value`, for
+/// commands that do not train.
+fn training_options_given(choices: &RunChoices) -> Vec<&'static str> {
+    let given = [
+        ("--steps", choices.steps.is_some()),
+        ("--preset", choices.preset.is_some()),
+        ("--batch-size", choices.batch_size.is_some()),
+        ("--lr", choices.learning_rate.is_some()),
+        ("--bins", choices.bins.is_some()),
+        ("--nearest-value", choices.nearest_value.is_some()),
+        ("--min-observed", choices.min_observed.is_some()),
+        ("--max-observed", choices.max_observed.is_some()),
+        ("--dropout", choices.dropout.is_some()),
+        ("--constant-lr", choices.constant_lr),
+    ];
+    given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
+}
+
+/// `train --resume` continues a run with its stored settings: an option
+/// that would change them is refused, naming each difference and what to
+/// do instead.
+fn check_resume_choices<const P: usize, const V: usize, D: Backend>(
+    choices: &RunChoices,
+    state: &TrainState<P, V, D, BinnedMixture>,
+    reschedule: bool,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let s = &state.settings;
+    let model = state.model.config();
+    let mut differ = Vec::new();
+    let mut check = |given: Option<String>, stored: String, name: &str| {
+        if let Some(g) = given.filter(|g| *g != stored) {
+            differ.push(format!("{name} {g} (the run's: {stored})"));
+        }
+    };
+    check(
+        choices.batch_size.map(|b| b.to_string()),
+        s.batch_size.to_string(),
+        "--batch-size",
+    );
+    check(
+        choices.learning_rate.map(|x| x.to_string()),
+        s.learning_rate.to_string(),
+        "--lr",
+    );
+    check(
+        choices.dropout.map(|x| x.to_string()),
+        s.dropout.to_string(),
+        "--dropout",
+    );
+    check(
+        choices.min_observed.map(|x| x.to_string()),
+        s.sets.min_observed.to_string(),
+        "--min-observed",
+    );
+    check(
+        choices.max_observed.map(|x| x.to_string()),
+        s.sets.max_observed.to_string(),
+        "--max-observed",
+    );
+    check(
+        choices.bins.map(|x| x.to_string()),
+        state.model.distribution().bins().to_string(),
+        "--bins",
+    );
+    check(
+        choices.nearest_value.map(|x| x.to_string()),
+        model.nearest_value.to_string(),
+        "--nearest-value",
+    );
+    if let Some(p) = choices.preset {
+        let preset = ModelConfig {
+            nearest_value: model.nearest_value,
+            ..p.config()
+        };
+        if preset != *model {
+            differ
+                .push(format!("--preset {p:?} (the run has another architecture)").to_lowercase());
+        }
+    }
+    if choices.constant_lr && s.cosine_decay_steps.is_some() {
+        differ.push("--constant-lr (the run's learning rate decays along a cosine)".into());
+    }
+    if !differ.is_empty() {
+        bail!(
+            "`train --resume` continues the run in {} with its own settings, and these options \
+             would change them: {}. Leave them out; to train with other settings, start a new \
+             run (another --out), or fine-tune from this one with `train --checkpoint {} --out NEW`{}",
+            dir.display(),
+            differ.join(", "),
+            dir.display(),
+            if reschedule { "" } else { "; to change the run's length, add --reschedule" }
+        );
+    }
+    Ok(())
 }
 
 /// A new run that starts from the weights (and output bins) of the
@@ -73,8 +211,8 @@ fn check_main_job_may_replace<const P: usize, const V: usize, Dm: Domain<P, V>, 
         anyhow::anyhow!(
             "{} holds another run ({why}), which the main job would replace; to draw its \
              pictures and evaluation, add `--checkpoint {}`; to continue it, use `train \
-             --resume --out {}`; to train the main job's model, choose another --out (or \
-             delete that run)",
+             --resume --out {}`; to replace it with the main job's run, add --overwrite \
+             (or choose another --out)",
             file.display(),
             out_dir.display(),
             out_dir.display()
@@ -179,6 +317,35 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
     let cli_domain = Dm::from_config(&cli.domain)?;
     let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;
     let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());
+    if let (Some("pretrained"), Some(path)) = (common.checkpoint.as_deref(), &checkpoint) {
+        // The shipped checkpoint's settings are what its model was trained
+        // with; a domain option asking for others is refused, not ignored.
+        let stored = checkpoint::read_meta(path)?;
+        let stored = config_from_json::<P, V, Dm>(&stored.domain)?;
+        super::check_domain_options::<P, V, Dm>(&cli.domain, &stored, path)?;
+    }
+    let trains = matches!(cli.command, Some(Command::Train { .. }))
+        || (cli.command.is_none() && checkpoint.is_none());
+    if !trains {
+        let given = training_options_given(&choices);
+        let limits = matches!(cli.command, Some(Command::Limits));
+        let given: Vec<_> = given
+            .into_iter()
+            .filter(|o| !(limits && (*o == "--batch-size" || *o == "--preset")))
+            .collect();
+        if !given.is_empty() {
+            bail!(
+                "{} only matter{} when training; this command does not train: leave {} out",
+                given.join(", "),
+                if given.len() == 1 { "s" } else { "" },
+                if given.len() == 1 { "it" } else { "them" }
+            );
+        }
+    }
+    let overwrite = common.overwrite;
+    if overwrite && matches!(cli.command, Some(Command::Train { resume: true, .. })) {
+        bail!("--overwrite starts a fresh run and --resume continues one: choose one");
+    }
 
     match &cli.command {
         Some(Command::Train {
@@ -186,7 +353,6 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             checkpoint_every,
             keep_snapshots,
             reschedule,
-            overwrite,
         }) => {
             if let Some(source) = checkpoint.as_ref().filter(|_| !*resume) {
                 if same_checkpoint(source, &out_dir) {
@@ -197,7 +363,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                     );
                 }
             }
-            if !*resume && !*overwrite && checkpoint::checkpoint_file(&out_dir).exists() {
+            if !*resume && !overwrite && checkpoint::checkpoint_file(&out_dir).exists() {
                 bail!(
                     "{} already holds a training run; continue it with `train --resume`, \
                      or replace it with `train --overwrite`, or choose another --out",
@@ -205,6 +371,13 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                 );
             }
             let (domain, mut state) = if *resume {
+                require_checkpoint(&existing, "train --resume").with_context(|| {
+                    format!(
+                        "nothing to resume in {} (an interrupted run saves a checkpoint; \
+                         one killed before its first checkpoint cannot be resumed)",
+                        existing.display()
+                    )
+                })?;
                 let cannot = || format!("cannot resume from {}", existing.display());
                 let loaded =
                     checkpoint::load::<P, V, D, BinnedMixture>(&existing, Dm::NAME, &device)
@@ -227,6 +400,28 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                 .steps
                 .or(state.settings.cosine_decay_steps.filter(|_| *resume))
                 .unwrap_or(domain.defaults().steps);
+            if *resume {
+                check_resume_choices(&choices, &state, *reschedule, &existing)?;
+                if common.steps.is_none() && steps <= state.step {
+                    eprintln!(
+                        "the run in {} has finished its {} steps; to train further, give \
+                         --steps above {} (with --reschedule to stretch its learning-rate schedule)",
+                        existing.display(),
+                        state.step,
+                        state.step
+                    );
+                    return Ok(());
+                }
+                if steps <= state.step {
+                    bail!(
+                        "the run in {} is already at step {}: --steps is the run's total, so \
+                         give one above it to train further (e.g. --steps {})",
+                        existing.display(),
+                        state.step,
+                        state.step * 2
+                    );
+                }
+            }
             if *reschedule && state.settings.cosine_decay_steps.is_some() {
                 state.settings.cosine_decay_steps = Some(steps);
             }
@@ -237,6 +432,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             train_and_report(&domain, &mut state, &options)?;
         }
         Some(Command::Sample) => {
+            require_checkpoint(&existing, "sample")?;
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
             render(&domain, &model, &out_dir, &run_options)?;
         }
@@ -281,11 +477,24 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             );
         }
         Some(Command::Eval) => {
+            require_checkpoint(&existing, "eval")?;
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
             println!("{}", evaluate(&domain, &model, &out_dir, &run_options)?);
         }
-        Some(Command::Predict { input, output }) => {
+        Some(Command::Predict {
+            input,
+            output,
+            max_queries,
+            max_observations,
+        }) => {
+            require_checkpoint(&existing, "predict")?;
             let (_, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let limits = crate::infer::predict::Limits {
+                max_queries: *max_queries,
+                max_observations: *max_observations,
+                trained_sets: Some(checkpoint::read_meta(&existing)?.training.sets),
+                ..Default::default()
+            };
             let source = input
                 .as_ref()
                 .map_or("<stdin>".to_string(), |p| p.display().to_string());
@@ -296,14 +505,16 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                 )),
                 None => Box::new(std::io::stdin().lock()),
             };
+            use crate::infer::predict::run_with;
             match output {
                 Some(p) => {
                     let mut buf = Vec::new();
-                    crate::infer::predict::run(&model, reader, &mut buf, &source)?;
+                    run_with(&model, reader, &mut buf, &source, &limits)?;
                     crate::io::write_atomic(p, &buf)?;
                 }
                 None => {
-                    crate::infer::predict::run(&model, reader, std::io::stdout().lock(), &source)?;
+                    let stdout = std::io::stdout().lock();
+                    run_with(&model, reader, stdout, &source, &limits)?;
                 }
             }
         }
@@ -311,11 +522,16 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             // The main job: train with the domain's defaults (or load the given
             // checkpoint), then draw the pictures and print the evaluation.
             let (domain, model) = match &checkpoint {
-                Some(path) => load_model::<P, V, Dm, D>(path, &device)?,
+                Some(path) => {
+                    require_checkpoint(path, "the main job with --checkpoint")?;
+                    load_model::<P, V, Dm, D>(path, &device)?
+                }
                 None => {
                     let steps = choices.steps(&cli_domain.defaults());
                     let mut state = fresh_state(&cli_domain, &choices, &device)?;
-                    check_main_job_may_replace(&out_dir, &cli_domain, &state, steps)?;
+                    if !overwrite {
+                        check_main_job_may_replace(&out_dir, &cli_domain, &state, steps)?;
+                    }
                     let mut options = TrainOptions::new(steps, &out_dir);
                     options.progress = !common.quiet;
                     train_and_report(&cli_domain, &mut state, &options)?;
@@ -334,15 +550,34 @@ fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend
     state: &mut TrainState<P, V, D, BinnedMixture>,
     options: &TrainOptions,
 ) -> anyhow::Result<()> {
+    let (s, c) = (&state.settings, state.model.config());
     eprintln!(
-        "training {} model: {} parameters, {} steps from step {}, batch {}, writing to {}",
+        "training {} model: {} parameters (width {}, {} + {} layers, {} bins), {} steps from \
+         step {}, batch {}, learning rate {}{}, |S| {} to {}, |Q| {}, dropout {}, seed {}, \
+         writing to {}",
         Dm::NAME,
         state.model.num_params(),
+        c.width(),
+        c.encoder_layers,
+        c.decoder_layers,
+        state.model.distribution().bins(),
         options.steps,
         state.step,
-        state.settings.batch_size,
+        s.batch_size,
+        s.learning_rate,
+        if s.cosine_decay_steps.is_some() {
+            " (cosine decay)"
+        } else {
+            ""
+        },
+        s.sets.min_observed,
+        s.sets.max_observed,
+        s.sets.queries,
+        s.dropout,
+        s.seed,
         options.out_dir.display()
     );
+    crate::train::interrupt::install();
     let lines = trainer::train(domain, state, options)?;
     if let Some(last) = lines.last() {
         eprintln!(

@@ -9,9 +9,11 @@
 
 mod args;
 mod commands;
+pub mod parse;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::Parser;
@@ -19,12 +21,40 @@ use dfdx::prelude::*;
 
 pub use args::{Cli, Command, CommonArgs, DeviceKind};
 
-use crate::domain::{config_from_json, Domain};
+use crate::domain::{config_from_json, config_to_json, Domain};
 use crate::train::checkpoint;
 
-/// Parses the process's arguments and runs the command for domain `Dm`.
-pub fn run<const P: usize, const V: usize, Dm: Domain<P, V>>() -> anyhow::Result<()> {
-    run_with::<P, V, Dm>(Cli::<Dm::Config>::parse())
+/// Parses the process's arguments and runs the command for domain `Dm`:
+/// a program's whole `main`. An error is printed as its chain of causes,
+/// each once, without a backtrace (user errors are not bugs, whatever
+/// `RUST_BACKTRACE` says), and gives exit status 1, or 130 for a training
+/// run stopped by Ctrl-C (after it saved a checkpoint).
+pub fn run<const P: usize, const V: usize, Dm: Domain<P, V>>() -> ExitCode {
+    report(run_with::<P, V, Dm>(Cli::<Dm::Config>::parse()))
+}
+
+/// Prints an error's chain of causes, skipping a cause that only repeats
+/// the end of the message before it, and turns the outcome into an exit status.
+pub fn report(outcome: anyhow::Result<()>) -> ExitCode {
+    let Err(error) = outcome else {
+        return ExitCode::SUCCESS;
+    };
+    let mut parts: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|p| p.ends_with(&text)) {
+            parts.push(text);
+        }
+    }
+    eprintln!("Error: {}", parts.join(": "));
+    let interrupted = error
+        .chain()
+        .any(|c| matches!(c.downcast_ref(), Some(crate::Error::Interrupted { .. })));
+    if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 /// Parses `args` (the program name first, as `std::env::args`) and runs the
@@ -47,7 +77,7 @@ where
 pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
     mut cli: Cli<Dm::Config>,
 ) -> anyhow::Result<()> {
-    settle::<P, V, Dm>(&mut cli);
+    settle::<P, V, Dm>(&mut cli)?;
     match cli.common.device {
         DeviceKind::Cpu => {
             crate::backend::keep_freed_memory();
@@ -74,12 +104,16 @@ pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
 /// the settings (from the checkpoint a command continues, else the command
 /// line) and runs with the domain whose `V` they describe
 /// ([`Domain::value_dims`]). Both domains share one settings type.
-pub fn run_grey_or_colour<const P: usize, G, C>() -> anyhow::Result<()>
+pub fn run_grey_or_colour<const P: usize, G, C>() -> ExitCode
 where
     G: Domain<P, 1>,
     C: Domain<P, 3, Config = G::Config>,
 {
-    run_grey_or_colour_from::<P, G, C, _, _>(std::env::args_os()).map(|_| ())
+    let outcome = match Cli::<G::Config>::try_parse_from(std::env::args_os()) {
+        Ok(cli) => grey_or_colour::<P, G, C>(cli).map(|_| ()),
+        Err(e) => e.exit(),
+    };
+    report(outcome)
 }
 
 /// [`run_grey_or_colour`] on the given arguments (the program name first);
@@ -91,8 +125,15 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let mut cli = Cli::<G::Config>::try_parse_from(args)?;
-    settle::<P, 1, G>(&mut cli);
+    grey_or_colour::<P, G, C>(Cli::<G::Config>::try_parse_from(args)?)
+}
+
+fn grey_or_colour<const P: usize, G, C>(mut cli: Cli<G::Config>) -> anyhow::Result<usize>
+where
+    G: Domain<P, 1>,
+    C: Domain<P, 3, Config = G::Config>,
+{
+    settle::<P, 1, G>(&mut cli)?;
     match G::value_dims(&cli.domain) {
         1 => run_with::<P, 1, G>(cli).map(|()| 1),
         3 => run_with::<P, 3, C>(cli).map(|()| 3),
@@ -101,17 +142,69 @@ where
 }
 
 /// Fills in what the command line leaves open: the output folder
-/// ([`Domain::run_folder`]) and, for a command that continues from a
-/// checkpoint, the domain settings stored in it.
-fn settle<const P: usize, const V: usize, Dm: Domain<P, V>>(cli: &mut Cli<Dm::Config>) {
+/// ([`Domain::run_folder`], or its `pretrained/` subfolder for the shipped
+/// checkpoint, so its pictures never land beside a run of the user's) and,
+/// for a command that continues from a checkpoint, the domain settings
+/// stored in it. A domain option given on the command line that would
+/// differ from them is refused rather than ignored.
+fn settle<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    cli: &mut Cli<Dm::Config>,
+) -> anyhow::Result<()> {
+    let pretrained = cli.common.checkpoint.as_deref() == Some("pretrained");
     let out = cli
         .common
         .out
-        .get_or_insert_with(|| Dm::run_folder(&cli.domain))
+        .get_or_insert_with(|| {
+            let folder = Dm::run_folder(&cli.domain);
+            if pretrained {
+                folder.join("pretrained")
+            } else {
+                folder
+            }
+        })
         .clone();
-    if let Some(stored) = continued_config::<P, V, Dm>(cli, out) {
+    if let Some(stored) = continued_config::<P, V, Dm>(cli, out.clone()) {
+        check_domain_options::<P, V, Dm>(&cli.domain, &stored, &out)?;
         cli.domain = stored;
     }
+    Ok(())
+}
+
+/// Refuses domain options given on the command line (those that differ from
+/// the defaults) that differ from the settings a checkpoint stored.
+pub(super) fn check_domain_options<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    given: &Dm::Config,
+    stored: &Dm::Config,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    let defaults = Cli::<Dm::Config>::try_parse_from([Dm::NAME]).map(|c| c.domain);
+    let json = |c: &Dm::Config| match config_to_json::<P, V, Dm>(c) {
+        Ok(serde_json::Value::Object(o)) => o,
+        _ => serde_json::Map::new(),
+    };
+    let (Ok(defaults), given, stored) = (defaults.map(|d| json(&d)), json(given), json(stored))
+    else {
+        return Ok(());
+    };
+    let differ: Vec<String> = given
+        .iter()
+        .filter(|(k, v)| defaults.get(*k) != Some(*v) && stored.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            let was = stored.get(k).map_or("none".into(), |s| s.to_string());
+            format!("{} {v} (the checkpoint's: {was})", k.replace('_', "-"))
+        })
+        .collect();
+    if !differ.is_empty() {
+        bail!(
+            "the checkpoint in {} was trained with other {} settings than the command line asks \
+             for: {}. A trained model keeps its settings: leave these options out, or train a \
+             new model with them",
+            dir.display(),
+            Dm::NAME,
+            differ.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The domain settings stored in the checkpoint this command continues

@@ -50,6 +50,10 @@ impl<const V: usize, O: OutputDistribution<V>> Marginals<V, O> {
     pub fn mode(&self, i: usize) -> [f32; V] {
         self.distribution.mode(self.params(i))
     }
+    /// The mixture's components at position `i`, if the distribution is a mixture.
+    pub fn mixture(&self, i: usize) -> Option<crate::model::distribution::Mixture> {
+        self.distribution.mixture(self.params(i))
+    }
     /// Log-density (nats) of `value` at position `i`.
     pub fn log_prob(&self, i: usize, value: &[f32; V]) -> f32 {
         self.distribution.log_prob(self.params(i), value)

@@ -63,6 +63,23 @@ pub trait OutputDistribution<const V: usize>:
     fn log_prob(&self, params: &[f32], value: &[f32; V]) -> f32;
     /// Draws a value; `temperature` < 1 sharpens the choice of component.
     fn sample(&self, params: &[f32], temperature: f32, rng: &mut dyn RngCore) -> [f32; V];
+    /// The mixture's components at one query, for distributions that are
+    /// mixtures (`None` otherwise): what a query's distribution looks like
+    /// beyond its mean and spread, e.g. two likely values and nothing between.
+    fn mixture(&self, _params: &[f32]) -> Option<Mixture> {
+        None
+    }
+}
+
+/// The components of a mixture distribution at one query.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Mixture {
+    /// Probability of each component (they sum to 1).
+    pub probabilities: Vec<f32>,
+    /// Each component's mean value (`V` numbers each).
+    pub means: Vec<Vec<f32>>,
+    /// Each component's standard deviation (shared by the value dimensions).
+    pub sigmas: Vec<f32>,
 }
 
 /// The paper's binned Gaussian mixture (a plain Gaussian when it has one bin).
@@ -299,6 +316,15 @@ impl<const V: usize> OutputDistribution<V> for BinnedMixture {
             .collect();
         let max = terms.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         max + terms.iter().map(|t| (t - max).exp()).sum::<f32>().ln()
+    }
+
+    fn mixture(&self, params: &[f32]) -> Option<Mixture> {
+        let (probabilities, means, vars) = self.components(params, 1.0);
+        Some(Mixture {
+            probabilities,
+            means: means.chunks(V.max(1)).map(<[f32]>::to_vec).collect(),
+            sigmas: vars.iter().map(|v| v.sqrt()).collect(),
+        })
     }
 
     fn sample(&self, params: &[f32], temperature: f32, rng: &mut dyn RngCore) -> [f32; V] {

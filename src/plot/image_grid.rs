@@ -47,6 +47,41 @@ pub(super) const GRID_GAP: u32 = 6;
 /// stays a crisp square.
 pub(super) const GRID_TILE_TARGET: u32 = 96;
 
+/// The size in pixels of an [`ImageGrid`] of `rows × cols` tiles of at
+/// most `tile_width × tile_height` pixels.
+pub fn image_grid_size(
+    rows: usize,
+    cols: usize,
+    tile_width: usize,
+    tile_height: usize,
+) -> (u32, u32) {
+    let scale = (GRID_TILE_TARGET / tile_width.max(tile_height).max(1) as u32).max(1);
+    let cell = (tile_width as u32 * scale, tile_height as u32 * scale);
+    (
+        GRID_ROW_TITLE_WIDTH + cols as u32 * (cell.0 + GRID_GAP) + GRID_GAP,
+        GRID_TITLE_HEIGHT + GRID_COLUMN_TITLE_HEIGHT + rows as u32 * (cell.1 + GRID_GAP),
+    )
+}
+
+/// Where the tile at `(row, col)` of an [`ImageGrid`] of tiles of at most
+/// `tile_width × tile_height` pixels is drawn: `(x, y, width, height)` in
+/// the picture's pixels (for reading pictures back, in tests say).
+pub fn image_grid_cell(
+    tile_width: usize,
+    tile_height: usize,
+    row: usize,
+    col: usize,
+) -> (u32, u32, u32, u32) {
+    let scale = (GRID_TILE_TARGET / tile_width.max(tile_height).max(1) as u32).max(1);
+    let cell = (tile_width as u32 * scale, tile_height as u32 * scale);
+    (
+        GRID_ROW_TITLE_WIDTH + col as u32 * (cell.0 + GRID_GAP),
+        GRID_TITLE_HEIGHT + GRID_COLUMN_TITLE_HEIGHT + row as u32 * (cell.1 + GRID_GAP),
+        cell.0,
+        cell.1,
+    )
+}
+
 /// Writes an [`ImageGrid`] as PNG or SVG.
 pub fn plot_image_grid(path: &Path, grid: &ImageGrid) -> Result<(), PlotError> {
     let invalid = |message: String| PlotError::InvalidInput {
@@ -105,9 +140,13 @@ impl Figure for GridFigure<'_> {
         let text = |size: f64| TextStyle::from((FONT, size).into_font()).color(&BLACK);
         let centred = |size: f64| text(size).pos(Pos::new(HPos::Center, VPos::Center));
         let width = self.size().0 as i32;
+        // A long title is set smaller rather than cut off (DejaVu Sans
+        // averages about 0.55 em per character).
+        let chars = self.grid.title.chars().count().max(1) as f64;
+        let title_size = (f64::from(width - 12) / (0.55 * chars)).clamp(9.0, 17.0);
         root.draw_text(
             &self.grid.title,
-            &centred(17.0),
+            &centred(title_size),
             (width / 2, GRID_TITLE_HEIGHT as i32 / 2),
         )
         .map_err(err)?;

@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod heldout;
+pub mod interrupt;
 pub mod optim;
 pub mod settings;
 pub mod setup;

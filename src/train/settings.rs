@@ -5,9 +5,9 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::SetSizes;
 use crate::error::{Error, Result};
 use crate::model::Dropout;
+use crate::signal::SetSizes;
 
 /// The settings of a training run, stored in its checkpoints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

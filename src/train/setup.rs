@@ -6,9 +6,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::{TrainSettings, TrainState};
-use crate::domain::{Domain, DomainDefaults, SetSizes, Split};
+use crate::domain::{Domain, DomainDefaults, Split};
 use crate::error::{Error, Result};
 use crate::signal::random_position;
+use crate::signal::SetSizes;
 use crate::{Backend, BinnedMixture, Model, ModelConfig, Preset};
 
 /// What a caller chooses for a new run; `None` keeps the domain's default.
@@ -47,6 +48,12 @@ impl RunChoices {
                 "--bins must be at least 1 (1 = a plain Gaussian)",
             ));
         }
+        if let Some(bins) = self.bins.filter(|b| *b > MAX_BINS) {
+            return Err(Error::invalid(format!(
+                "--bins {bins} is more than the {MAX_BINS} that k-means can place among the \
+                 {FIT_VALUES} sampled values it fits them on"
+            )));
+        }
         Ok(())
     }
 
@@ -72,6 +79,15 @@ impl RunChoices {
     }
 }
 
+/// Training signals, and values drawn from each, that the bins are fitted on.
+const FIT_SIGNALS: usize = 256;
+const FIT_VALUES_PER_SIGNAL: usize = 128;
+/// Values k-means fits the bins on.
+pub const FIT_VALUES: usize = FIT_SIGNALS * FIT_VALUES_PER_SIGNAL;
+/// Most bins a run may ask for: k-means needs several values per bin, and
+/// its time grows with bins × values.
+pub const MAX_BINS: usize = 4096;
+
 /// Fits the output distribution's bins on values from training signals.
 pub fn fit_distribution<const P: usize, const V: usize, Dm: Domain<P, V>>(
     domain: &Dm,
@@ -84,9 +100,9 @@ pub fn fit_distribution<const P: usize, const V: usize, Dm: Domain<P, V>>(
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xb1a5);
     let mut values = Vec::new();
-    for _ in 0..256 {
+    for _ in 0..FIT_SIGNALS {
         let s = domain.draw_signal(Split::Train, &mut rng);
-        for _ in 0..128 {
+        for _ in 0..FIT_VALUES_PER_SIGNAL {
             let x = random_position(&mut rng);
             values.push(domain.observe(&s, x, &mut rng));
         }

@@ -188,6 +188,7 @@ pub fn train_step<const P: usize, const V: usize, D: Backend, O: OutputDistribut
         return Err(Error::Diverged {
             step: optimizer.t + 1,
             loss: value,
+            kept: "the model was left as it was before the step".into(),
         });
     }
     let grads = loss.backward();
@@ -229,7 +230,40 @@ pub fn train<
         },
     )?;
     let log_path = options.out_dir.join("train.jsonl");
+    if state.step == 0 {
+        // A fresh run replaces whatever run the folder held (the command
+        // line asks first): its checkpoint goes now, with its log below, so
+        // a failure before the first save cannot leave the old checkpoint
+        // beside the new log.
+        for old in [
+            checkpoint::checkpoint_file(&options.out_dir),
+            options.out_dir.join("checkpoint.json"),
+        ] {
+            match std::fs::remove_file(&old) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(&old, e))
+                }
+                _ => {}
+            }
+        }
+    }
     let mut log = open_log(&log_path, state.step)?;
+    // The step the folder's checkpoint holds (none yet for a fresh run).
+    let mut saved = (state.step > 0).then_some(state.step);
+    // What to say, and how to leave the log, when a step's loss is not finite.
+    let diverged = |step: u64, loss: f32, saved: Option<u64>| -> Error {
+        let kept = match saved {
+            Some(s) => format!(
+                "the last good checkpoint (step {s}) was kept in {}, and the log trimmed back to it",
+                options.out_dir.display()
+            ),
+            None => "no checkpoint had been saved yet, so the run left nothing to resume".into(),
+        };
+        if let Err(e) = trim_log(&log_path, saved) {
+            return e;
+        }
+        Error::Diverged { step, loss, kept }
+    };
     let todo = options.steps.saturating_sub(state.step);
     let bar = if options.progress {
         ProgressBar::new(todo)
@@ -247,16 +281,22 @@ pub fn train<
     while state.step < options.steps {
         if options.inject_nan_at == Some(state.step + 1) {
             bar.abandon();
-            return Err(Error::Diverged {
-                step: state.step + 1,
-                loss: f32::NAN,
-            });
+            return Err(diverged(state.step + 1, f32::NAN, saved));
         }
         let batch = batch_for_step(domain, &state.settings, Split::Train, state.step);
         state.optimizer.learning_rate = state.settings.learning_rate_at(state.step);
         let dropout = state.settings.dropout_at(state.step);
-        let value = train_step(&mut state.model, &mut state.optimizer, &batch, dropout)
-            .inspect_err(|_| bar.abandon())?;
+        let value = match train_step(&mut state.model, &mut state.optimizer, &batch, dropout) {
+            Ok(v) => v,
+            Err(Error::Diverged { step, loss, .. }) => {
+                bar.abandon();
+                return Err(diverged(step, loss, saved));
+            }
+            Err(e) => {
+                bar.abandon();
+                return Err(e);
+            }
+        };
         state.step += 1;
 
         let heldout_loss = if options.eval_every > 0 && state.step % options.eval_every == 0 {
@@ -294,7 +334,9 @@ pub fn train<
         bar.set_message(format!("loss {:.3}", smoothed.unwrap_or(value)));
         bar.inc(1);
 
-        if state.step % options.checkpoint_every.max(1) == 0 || state.step == options.steps {
+        let stop = super::interrupt::requested();
+        if stop || state.step % options.checkpoint_every.max(1) == 0 || state.step == options.steps
+        {
             checkpoint::save(
                 &options.out_dir,
                 &state.model,
@@ -313,6 +355,15 @@ pub fn train<
                     state.step,
                 )?;
             }
+            saved = Some(state.step);
+        }
+        if stop {
+            super::interrupt::clear();
+            bar.abandon();
+            return Err(Error::Interrupted {
+                step: state.step,
+                dir: options.out_dir.clone(),
+            });
         }
     }
     log.flush().map_err(|e| Error::io(&log_path, e))?;
@@ -345,6 +396,18 @@ fn open_log(path: &Path, step: u64) -> Result<std::io::BufWriter<std::fs::File>>
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     Ok(std::io::BufWriter::new(f))
+}
+
+/// Drops the log's lines after `step`, the step of the checkpoint kept
+/// (all of them when none is), so log and checkpoint agree after a failure.
+fn trim_log(path: &Path, step: Option<u64>) -> Result<()> {
+    match step {
+        Some(step) => open_log(path, step).map(|_| ()),
+        None => match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+            _ => Ok(()),
+        },
+    }
 }
 
 /// Reads a `train.jsonl` log.

@@ -93,6 +93,25 @@ pub(crate) fn render_composition<const V: usize, D: Backend, O: OutputDistributi
             fig.put(5 + k, col, &Image::new(size, size, values)?)?;
         }
     }
+    let (autoregressive, temperature) = figure_sampling(options, grid.len());
+    let fig = fig.titled(
+        format!(
+            "S: {n} pixels of the top half of one image over the bottom half of another \
+             (samples: {autoregressive} drawn one at a time, temperature {temperature})"
+        ),
+        [
+            "top source",
+            "bottom source",
+            "composed (S from it)",
+            "nearest fill of S",
+            "mean",
+        ]
+        .into_iter()
+        .map(str::to_string)
+        .chain((1..=COMPOSE_SAMPLES).map(|k| format!("sample {k}")))
+        .collect(),
+        (1..=COMPOSE_PAIRS).map(|k| format!("pair {k}")).collect(),
+    )?;
     let path = out_dir.join("composition.png");
     fig.write(&path)?;
     Ok(path)

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use image::{codecs::png::PngEncoder, ColorType, ImageEncoder};
+use pixel_transformer::plot::{plot_image_grid, ImageGrid, Tile};
 use pixel_transformer::{io::write_atomic, Error, Result};
 
 use crate::Image;
@@ -18,44 +19,72 @@ const GAP: usize = 4;
 /// Colour of the gaps and the margin (light grey, so black and white images both stand out).
 const BACKGROUND: [u8; 3] = [220, 220, 220];
 
-/// A grid of equally sized image tiles.
+/// A grid of equally sized image tiles, optionally with a title and a title
+/// per row and per column ([`Mosaic::titled`]).
 #[derive(Debug, Clone)]
 pub struct Mosaic {
     rows: usize,
     cols: usize,
     tile: (usize, usize),
     scale: usize,
-    width: usize,
-    height: usize,
-    rgb: Vec<u8>,
+    /// Each tile's RGB bytes, row-major over the grid (`None`: empty).
+    tiles: Vec<Option<Vec<u8>>>,
+    titles: Option<Titles>,
+}
+
+/// What a titled mosaic says about itself.
+#[derive(Debug, Clone)]
+struct Titles {
+    title: String,
+    rows: Vec<String>,
+    cols: Vec<String>,
 }
 
 impl Mosaic {
     /// An empty `rows × cols` grid for images of `tile_width × tile_height` pixels.
     pub fn new(rows: usize, cols: usize, tile_width: usize, tile_height: usize) -> Self {
         let scale = (TILE_TARGET / tile_width.max(tile_height).max(1)).max(1);
-        let width = GAP + cols * (tile_width * scale + GAP);
-        let height = GAP + rows * (tile_height * scale + GAP);
-        let rgb = BACKGROUND
-            .iter()
-            .copied()
-            .cycle()
-            .take(width * height * 3)
-            .collect();
         Self {
             rows,
             cols,
             tile: (tile_width, tile_height),
             scale,
-            width,
-            height,
-            rgb,
+            tiles: vec![None; rows * cols],
+            titles: None,
         }
     }
 
-    /// Size of the whole picture in pixels.
+    /// The same grid written with a title above it and a title for each
+    /// row and column, so the picture says what it shows.
+    pub fn titled(
+        mut self,
+        title: impl Into<String>,
+        rows: Vec<String>,
+        cols: Vec<String>,
+    ) -> Result<Self> {
+        if rows.len() != self.rows || cols.len() != self.cols {
+            return Err(Error::invalid(format!(
+                "{} row and {} column titles for a {}×{} mosaic",
+                rows.len(),
+                cols.len(),
+                self.rows,
+                self.cols
+            )));
+        }
+        self.titles = Some(Titles {
+            title: title.into(),
+            rows,
+            cols,
+        });
+        Ok(self)
+    }
+
+    /// Size of the untitled picture in pixels.
     pub fn size(&self) -> (usize, usize) {
-        (self.width, self.height)
+        (
+            GAP + self.cols * (self.tile.0 * self.scale + GAP),
+            GAP + self.rows * (self.tile.1 * self.scale + GAP),
+        )
     }
 
     /// Draws `img` (grey or colour) into tile `(row, col)`.
@@ -70,29 +99,61 @@ impl Mosaic {
                 img.height()
             )));
         }
-        let bytes = img.to_channels::<3>().to_u8();
-        let (x0, y0) = (
-            GAP + col * (self.tile.0 * self.scale + GAP),
-            GAP + row * (self.tile.1 * self.scale + GAP),
-        );
-        for y in 0..self.tile.1 * self.scale {
-            for x in 0..self.tile.0 * self.scale {
-                let src = 3 * ((y / self.scale) * self.tile.0 + x / self.scale);
-                let dst = 3 * ((y0 + y) * self.width + x0 + x);
-                self.rgb[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
-            }
-        }
+        self.tiles[row * self.cols + col] = Some(img.to_channels::<3>().to_u8());
         Ok(())
     }
 
-    /// The picture as PNG bytes.
+    /// The untitled picture as PNG bytes (tiles enlarged, grey gaps).
     pub fn to_png(&self) -> Result<Vec<u8>> {
-        encode_png(&self.rgb, self.width, self.height, 3)
+        let (width, height) = self.size();
+        let mut rgb: Vec<u8> = BACKGROUND
+            .iter()
+            .copied()
+            .cycle()
+            .take(width * height * 3)
+            .collect();
+        for (i, bytes) in self.tiles.iter().enumerate() {
+            let Some(bytes) = bytes else { continue };
+            let (row, col) = (i / self.cols, i % self.cols);
+            let (x0, y0) = (
+                GAP + col * (self.tile.0 * self.scale + GAP),
+                GAP + row * (self.tile.1 * self.scale + GAP),
+            );
+            for y in 0..self.tile.1 * self.scale {
+                for x in 0..self.tile.0 * self.scale {
+                    let src = 3 * ((y / self.scale) * self.tile.0 + x / self.scale);
+                    let dst = 3 * ((y0 + y) * width + x0 + x);
+                    rgb[dst..dst + 3].copy_from_slice(&bytes[src..src + 3]);
+                }
+            }
+        }
+        encode_png(&rgb, width, height, 3)
     }
 
-    /// Writes the picture as a PNG file, atomically.
+    /// Writes the picture as a PNG file, atomically: with its titles
+    /// through the core's image grid when it has them.
     pub fn write(&self, path: &Path) -> Result<()> {
-        write_atomic(path, &self.to_png()?)
+        let Some(t) = &self.titles else {
+            return write_atomic(path, &self.to_png()?);
+        };
+        let tiles = self
+            .tiles
+            .iter()
+            .map(|bytes| {
+                bytes.as_ref().map(|b| Tile {
+                    width: self.tile.0,
+                    height: self.tile.1,
+                    rgb: b.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect(),
+                })
+            })
+            .collect();
+        let grid = ImageGrid {
+            title: t.title.clone(),
+            row_titles: t.rows.clone(),
+            column_titles: t.cols.clone(),
+            tiles,
+        };
+        Ok(plot_image_grid(path, &grid)?)
     }
 }
 

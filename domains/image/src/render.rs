@@ -100,7 +100,16 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
     let sizes: Vec<usize> = MEAN_SIZES.iter().map(|&n| n.min(grid.len())).collect();
 
     // Fig. 3: means; and the std maps from the same marginals.
-    let mut means = Mosaic::new(IMAGES, 1 + sizes.len(), size, size);
+    let count = images.len();
+    let image_rows: Vec<String> = (1..=count).map(|k| format!("test image {k}")).collect();
+    let size_cols = |first: Option<&str>| -> Vec<String> {
+        first
+            .map(str::to_string)
+            .into_iter()
+            .chain(sizes.iter().map(|n| format!("|S| = {n}")))
+            .collect()
+    };
+    let mut means = Mosaic::new(count, 1 + sizes.len(), size, size);
     let mut stds: Vec<Vec<f32>> = Vec::new();
     for (row, (img, order)) in images.iter().zip(&orders).enumerate() {
         means.put(row, 0, img)?;
@@ -118,18 +127,28 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         .filter(|x| x.is_finite())
         .fold(0.0f32, f32::max)
         .max(1e-6);
-    let mut std_fig = Mosaic::new(IMAGES, sizes.len(), size, size);
+    let mut std_fig = Mosaic::new(count, sizes.len(), size, size);
     for (k, map) in stds.iter().enumerate() {
         let img = Image::new(size, size, map.iter().map(|&s| heat(s / std_max)).collect())?;
         std_fig.put(k / sizes.len(), k % sizes.len(), &img)?;
     }
+    let means = means.titled(
+        "mean image given |S| observed pixels",
+        image_rows.clone(),
+        size_cols(Some("truth")),
+    )?;
+    let std_fig = std_fig.titled(
+        format!("per-pixel std given |S| pixels: 0 (black), red, yellow, {std_max:.3} (white)"),
+        image_rows,
+        size_cols(None),
+    )?;
 
     // Fig. 4: truth, nearest-neighbour fill of S, samples; one test image per column.
     let n = SAMPLE_OBSERVED.min(grid.len());
     // Every pixel is drawn, the observed ones too (the model predicts them
     // almost surely).
     let (autoregressive, temperature) = figure_sampling(options, grid.len());
-    let mut samples_fig = Mosaic::new(2 + SAMPLES, IMAGES, size, size);
+    let mut samples_fig = Mosaic::new(2 + SAMPLES, count, size, size);
     for (col, (img, order)) in images.iter().zip(&orders).enumerate() {
         let s = observe(img, order, n);
         samples_fig.put(0, col, img)?;
@@ -151,6 +170,16 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         }
     }
 
+    let samples_fig = samples_fig.titled(
+        format!(
+            "samples given |S| = {n} pixels ({autoregressive} drawn one at a time, temperature {temperature})"
+        ),
+        ["truth".to_string(), "nearest fill of S".into()]
+            .into_iter()
+            .chain((1..=SAMPLES).map(|k| format!("sample {k}")))
+            .collect(),
+        (1..=count).map(|k| format!("test image {k}")).collect(),
+    )?;
     let mut written = Vec::new();
     for (name, fig) in [
         ("means.png", &means),

@@ -57,7 +57,8 @@ impl SpatialSignal<1, 1> for Polynomial {
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, clap::Args)]
 pub struct PolynomialConfig {
     /// Observation noise standard deviation (0 = noise-free, as the paper).
-    #[arg(long = "noise", global = true, default_value_t = 0.0)]
+    #[arg(long = "noise", global = true, default_value_t = 0.0, allow_negative_numbers = true,
+          value_parser = pixel_transformer::cli::parse::non_negative)]
     pub noise_std: f32,
 }
 

@@ -111,7 +111,22 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         write_gif(&path, &side_by_side(&refs[i..=i])?, FRAME_DELAY_MS)?;
         written.push(path);
         let path = out_dir.join(format!("strip_{i}.png"));
-        frame_strip(row)?.write(&path)?;
+        let frames = row.first().map_or(0, |c| c.len());
+        let rows = ["truth", "nearest fill of S", "mean video"]
+            .into_iter()
+            .map(str::to_string)
+            .chain((1..=SAMPLES).map(|k| format!("sample {k}")))
+            .take(row.len())
+            .collect();
+        frame_strip(row)?
+            .titled(
+                format!(
+                    "test clip {i} given |S| = {n} voxels (samples: {autoregressive} drawn one at a time, temperature {temperature})"
+                ),
+                rows,
+                (0..frames).map(|k| format!("t = {k}")).collect(),
+            )?
+            .write(&path)?;
         written.push(path);
     }
     let info = serde_json::json!({

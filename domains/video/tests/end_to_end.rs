@@ -59,9 +59,10 @@ fn moving_mnist_trains_samples_and_evaluates_through_the_command_line() {
     );
     assert_eq!(decode("clip_2.gif").len(), 4);
     let strip = pixel_transformer_video::deps::image::open(dir.path().join("strip_0.png")).unwrap();
+    // 6 rows (truth, fill, mean, 3 samples) × 4 frames, with titles.
     assert_eq!(
         (strip.width(), strip.height()),
-        ((4 + 4 * tile) as u32, (4 + 6 * tile) as u32)
+        pixel_transformer::plot::image_grid_size(6, 4, 16, 16)
     );
 
     run(&["eval", "--out", out]);
