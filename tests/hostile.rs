@@ -238,6 +238,62 @@ fn commands_refuse_options_they_would_ignore() {
     ]);
 }
 
+/// A copy of the checkpoint in `from` whose header's `edit` changed it.
+fn edited_checkpoint(from: &Path, to: &Path, edit: impl Fn(&mut serde_json::Value)) {
+    let bytes = std::fs::read(from.join("checkpoint.safetensors")).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let meta = header["__metadata__"]["pixel_transformer"]
+        .as_str()
+        .unwrap();
+    let mut meta: serde_json::Value = serde_json::from_str(meta).unwrap();
+    edit(&mut meta);
+    header["__metadata__"]["pixel_transformer"] = meta.to_string().into();
+    let header = header.to_string().into_bytes();
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend(header);
+    out.extend(&bytes[8 + n..]);
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::write(to.join("checkpoint.safetensors"), out).unwrap();
+}
+
+#[test]
+fn damaged_checkpoint_headers_are_named_not_blamed_on_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = trained(dir.path());
+    let no_bins = dir.path().join("no-bins");
+    edited_checkpoint(Path::new(&run), &no_bins, |m| {
+        m["distribution"]["centres"] = serde_json::json!([]);
+    });
+    let other = dir.path().join("other-domain");
+    edited_checkpoint(Path::new(&run), &other, |m| {
+        m["domain_name"] = "image".into();
+    });
+    let future = dir.path().join("future");
+    edited_checkpoint(Path::new(&run), &future, |m| {
+        m["format_version"] = 99.into();
+    });
+    let (no_bins, other, future) = (
+        no_bins.to_str().unwrap(),
+        other.to_str().unwrap(),
+        future.to_str().unwrap(),
+    );
+    check(&[
+        (
+            &["eval", "--checkpoint", no_bins],
+            &["no-bins", "has no bins"],
+        ),
+        (
+            &["sample", "--checkpoint", other],
+            &["trained on domain `image`", "`polynomial` domain"],
+        ),
+        (
+            &["predict", "--checkpoint", future],
+            &["format version", "99"],
+        ),
+    ]);
+}
+
 #[test]
 fn missing_and_broken_checkpoints_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
@@ -294,6 +350,10 @@ fn missing_and_broken_checkpoints_say_what_to_do() {
             &["garbage", "not a safetensors file"],
         ),
         (&["export", "--out", empty], &["export needs --checkpoint"]),
+        (
+            &["sample", "--checkpoint", "pretrained", "--noise", "0.1"],
+            &["noise", "the checkpoint's"],
+        ),
     ]);
 }
 

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use clap::Parser;
 
 use super::{Cli, Command};
 use crate::domain::{config_from_json, config_to_json, Domain};
@@ -17,12 +18,25 @@ fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
         None => Ok(None),
         Some("pretrained") => match domain.pretrained_checkpoint() {
             Some(p) => Ok(Some(p)),
-            None => bail!(
-                "the `{}` domain ships no pretrained checkpoint for these settings \
-                 ({}); see the domain's chapter in the book for the ones it ships",
-                Dm::NAME,
-                settings_summary::<P, V, Dm>(&domain.config())
-            ),
+            None => {
+                // Does the domain ship one for its default settings?
+                let defaults = super::Cli::<Dm::Config>::try_parse_from([Dm::NAME])
+                    .ok()
+                    .and_then(|c| Dm::from_config(&c.domain).ok());
+                let hint = match defaults.filter(|d| d.pretrained_checkpoint().is_some()) {
+                    Some(d) => format!(
+                        "; it ships one for its default settings ({}): leave out the options \
+                         that change them",
+                        settings_summary::<P, V, Dm>(&d.config())
+                    ),
+                    None => "; the domain's chapter in the book lists the ones it ships".into(),
+                };
+                bail!(
+                    "the `{}` domain ships no pretrained checkpoint for these settings ({}){hint}",
+                    Dm::NAME,
+                    settings_summary::<P, V, Dm>(&domain.config())
+                )
+            }
         },
         Some(p) => Ok(Some(PathBuf::from(p))),
     }
@@ -479,6 +493,13 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         Some(Command::Eval) => {
             require_checkpoint(&existing, "eval")?;
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            eprintln!(
+                "evaluating on held-out {} signals ({}), seed {}, writing eval.csv to {}",
+                Dm::NAME,
+                settings_summary::<P, V, Dm>(&domain.config()),
+                run_options.seed,
+                out_dir.display()
+            );
             println!("{}", evaluate(&domain, &model, &out_dir, &run_options)?);
         }
         Some(Command::Predict {

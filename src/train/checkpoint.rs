@@ -4,7 +4,8 @@
 //! fixed Fourier frequencies and (for training checkpoints) Adam's moments as
 //! tensors, plus a JSON header in the safetensors metadata with everything
 //! needed to rebuild the model: format version, crate version, domain config
-//! (a typetag trait object), architecture, output distribution, training step.
+//! (the domain's `Config` with its name as `type`), architecture, output
+//! distribution, training step.
 //! A pretty-printed copy of that header is written next to it as
 //! `checkpoint.json` for people to read; loading never uses it.
 //!
@@ -335,6 +336,12 @@ pub fn load_bytes<const P: usize, const V: usize, D: Backend, O: OutputDistribut
     }
     let distribution: O = serde_json::from_value(meta.distribution.clone())
         .map_err(|e| bad(format!("output distribution does not decode: {e}")))?;
+    if distribution.head_width() == 0 {
+        return Err(bad(
+            "the output distribution has no bins (a damaged header): nothing to predict with"
+                .into(),
+        ));
+    }
     // The header is untrusted: check that the file can hold the model it
     // describes before allocating it, so a damaged size fails here instead of
     // exhausting memory.
