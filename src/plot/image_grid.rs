@@ -37,7 +37,25 @@ pub struct ImageGrid {
     pub column_titles: Vec<String>,
     /// `rows × columns` tiles, row-major; `None` leaves a cell empty.
     pub tiles: Vec<Option<Tile>>,
+    /// A colour bar at the right, for tiles that map a number to a colour.
+    pub colour_bar: Option<ColourBar>,
 }
+
+/// A vertical colour scale: what the colours of some tiles mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColourBar {
+    /// What the colours measure, e.g. `std`.
+    pub label: String,
+    /// The value of the bottom colour.
+    pub low: f32,
+    /// The value of the top colour.
+    pub high: f32,
+    /// The colours from `low` to `high`, evenly spaced.
+    pub colours: Vec<[u8; 3]>,
+}
+
+/// Extra width a colour bar takes.
+const COLOUR_BAR_WIDTH: u32 = 90;
 
 pub(super) const GRID_TITLE_HEIGHT: u32 = 34;
 pub(super) const GRID_COLUMN_TITLE_HEIGHT: u32 = 26;
@@ -130,8 +148,13 @@ impl Figure for GridFigure<'_> {
             self.grid.row_titles.len() as u32,
             self.grid.column_titles.len() as u32,
         );
+        let bar = if self.grid.colour_bar.is_some() {
+            COLOUR_BAR_WIDTH
+        } else {
+            0
+        };
         (
-            GRID_ROW_TITLE_WIDTH + cols * (self.cell.0 + GRID_GAP) + GRID_GAP,
+            GRID_ROW_TITLE_WIDTH + cols * (self.cell.0 + GRID_GAP) + GRID_GAP + bar,
             GRID_TITLE_HEIGHT + GRID_COLUMN_TITLE_HEIGHT + rows * (self.cell.1 + GRID_GAP),
         )
     }
@@ -185,6 +208,36 @@ impl Figure for GridFigure<'_> {
                 ))
                 .map_err(err)?;
             }
+        }
+        if let Some(bar) = &self.grid.colour_bar {
+            let rows = self.grid.row_titles.len() as u32;
+            let (x0, y0) = (
+                self.size().0 as i32 - COLOUR_BAR_WIDTH as i32 + 10,
+                top(0) + 14,
+            );
+            let height = (rows * (self.cell.1 + GRID_GAP)) as i32 - GRID_GAP as i32 - 28;
+            let n = bar.colours.len().max(1) as i32;
+            for y in 0..height.max(1) {
+                // Top is `high`: the last colour.
+                let k = ((height - 1 - y) * n / height.max(1)).clamp(0, n - 1) as usize;
+                let [r, g, b] = bar.colours.get(k).copied().unwrap_or([0, 0, 0]);
+                root.draw(&Rectangle::new(
+                    [(x0, y0 + y), (x0 + 16, y0 + y + 1)],
+                    RGBColor(r, g, b).filled(),
+                ))
+                .map_err(err)?;
+            }
+            let left_text = text(11.0).pos(Pos::new(HPos::Left, VPos::Center));
+            root.draw_text(&bar.label, &centred(12.0), (x0 + 8, y0 - 10))
+                .map_err(err)?;
+            root.draw_text(&format!("{:.3}", bar.high), &left_text, (x0 + 20, y0 + 4))
+                .map_err(err)?;
+            root.draw_text(
+                &format!("{:.3}", bar.low),
+                &left_text,
+                (x0 + 20, y0 + height - 4),
+            )
+            .map_err(err)?;
         }
         Ok(())
     }

@@ -13,5 +13,7 @@ mod tests;
 
 pub use crate::error::PlotError;
 pub use function_grid::{plot_function_grid, FunctionPanel};
-pub use image_grid::{image_grid_cell, image_grid_size, plot_image_grid, ImageGrid, Tile};
+pub use image_grid::{
+    image_grid_cell, image_grid_size, plot_image_grid, ColourBar, ImageGrid, Tile,
+};
 pub use line_chart::{plot_lines, LineChart, Series};

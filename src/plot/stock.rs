@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::function_grid::{plot_function_grid, FunctionPanel};
-use super::image_grid::{plot_image_grid, ImageGrid, Tile};
+use super::image_grid::{plot_image_grid, ColourBar, ImageGrid, Tile};
 use crate::error::{Error, Result};
 use crate::infer::RunOptions;
 use crate::signal::{random_position, Grid, Observations, SpatialSignal};
@@ -272,6 +272,12 @@ where
         row_titles: (1..=rows.len()).map(|r| format!("signal {r}")).collect(),
         column_titles,
         tiles,
+        colour_bar: Some(ColourBar {
+            label: "std".into(),
+            low: 0.0,
+            high: std_max,
+            colours: (0..=64).map(|k| heat(k as f32 / 64.0)).collect(),
+        }),
     })
 }
 
@@ -309,25 +315,29 @@ fn cell(x: f32, n: usize) -> usize {
     (((x + 1.0) / 2.0 * n as f32).floor() as isize).clamp(0, n as isize - 1) as usize
 }
 
-/// Standard deviations as a dark-to-bright heat map, `0` to `span / 2`.
+/// Standard deviations as a heat map ([`heat`]), `0` to `top`.
 fn heat_tile<const P: usize>(
     width: usize,
     height: usize,
     grid: &Grid<P>,
     std: &[f32],
-    span: f32,
+    top: f32,
 ) -> Tile {
-    let top = (span / 2.0).max(f32::MIN_POSITIVE);
-    let colours = std
-        .iter()
-        .map(|s| {
-            let t = (s / top).clamp(0.0, 1.0);
-            // Black → red → yellow → white.
-            let r = (t * 3.0).min(1.0);
-            let g = (t * 3.0 - 1.0).clamp(0.0, 1.0);
-            let b = (t * 3.0 - 2.0).clamp(0.0, 1.0);
-            [r, g, b].map(|c| (c * 255.0) as u8)
-        })
-        .collect();
+    let top = top.max(f32::MIN_POSITIVE);
+    let colours = std.iter().map(|s| heat(s / top)).collect();
     image_tile(width, height, grid, colours)
+}
+
+/// Black → red → yellow → white for `t` from 0 to 1: brightness grows
+/// monotonically, so the map also reads in grey print.
+fn heat(t: f32) -> [u8; 3] {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let r = (t * 3.0).min(1.0);
+    let g = (t * 3.0 - 1.0).clamp(0.0, 1.0);
+    let b = (t * 3.0 - 2.0).clamp(0.0, 1.0);
+    [r, g, b].map(|c| (c * 255.0) as u8)
 }

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use image::{codecs::png::PngEncoder, ColorType, ImageEncoder};
-use pixel_transformer::plot::{plot_image_grid, ImageGrid, Tile};
+use pixel_transformer::plot::{plot_image_grid, ColourBar, ImageGrid, Tile};
 use pixel_transformer::{io::write_atomic, Error, Result};
 
 use crate::Image;
@@ -30,6 +30,7 @@ pub struct Mosaic {
     /// Each tile's RGB bytes, row-major over the grid (`None`: empty).
     tiles: Vec<Option<Vec<u8>>>,
     titles: Option<Titles>,
+    colour_bar: Option<ColourBar>,
 }
 
 /// What a titled mosaic says about itself.
@@ -51,6 +52,7 @@ impl Mosaic {
             scale,
             tiles: vec![None; rows * cols],
             titles: None,
+            colour_bar: None,
         }
     }
 
@@ -77,6 +79,13 @@ impl Mosaic {
             cols,
         });
         Ok(self)
+    }
+
+    /// The same grid with a colour bar saying what its colours mean (shown
+    /// when it is written with titles).
+    pub fn with_colour_bar(mut self, bar: ColourBar) -> Self {
+        self.colour_bar = Some(bar);
+        self
     }
 
     /// Size of the untitled picture in pixels.
@@ -152,6 +161,7 @@ impl Mosaic {
             row_titles: t.rows.clone(),
             column_titles: t.cols.clone(),
             tiles,
+            colour_bar: self.colour_bar.clone(),
         };
         Ok(plot_image_grid(path, &grid)?)
     }

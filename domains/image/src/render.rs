@@ -137,11 +137,20 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
         image_rows.clone(),
         size_cols(Some("truth")),
     )?;
-    let std_fig = std_fig.titled(
-        format!("per-pixel std given |S| pixels: 0 (black), red, yellow, {std_max:.3} (white)"),
-        image_rows,
-        size_cols(None),
-    )?;
+    let std_fig = std_fig
+        .titled(
+            "per-pixel standard deviation given |S| observed pixels",
+            image_rows,
+            size_cols(None),
+        )?
+        .with_colour_bar(pixel_transformer::plot::ColourBar {
+            label: "std".into(),
+            low: 0.0,
+            high: std_max,
+            colours: (0..=64)
+                .map(|k| heat(k as f32 / 64.0).map(|c| (c * 255.0).round() as u8))
+                .collect(),
+        });
 
     // Fig. 4: truth, nearest-neighbour fill of S, samples; one test image per column.
     let n = SAMPLE_OBSERVED.min(grid.len());

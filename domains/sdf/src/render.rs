@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use image::{Rgb, RgbImage};
+use pixel_transformer::plot::{plot_image_grid, ImageGrid, Tile};
 use pixel_transformer::Backend;
 use pixel_transformer::{
     io::write_atomic, Error, Model, OutputDistribution, Result, SampleOptions, SpatialSignal,
@@ -234,8 +235,7 @@ pub fn render<D: Backend, O: OutputDistribution<1>>(
     let positions = pixel_transformer::Grid::new(shape).positions();
     let count = count.clamp(1, domain.test_len());
     let mut written = Vec::new();
-    let columns = 3 + SAMPLES as u32;
-    let mut overview = RgbImage::from_pixel(columns * PANEL, count as u32 * PANEL, BACKGROUND);
+    let mut overview: Vec<Option<Tile>> = Vec::new();
     for k in 0..count {
         let signal = domain.test_signal(k);
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xf18 ^ k as u64);
@@ -290,18 +290,35 @@ pub fn render<D: Backend, O: OutputDistribution<1>>(
         )?;
         written.push(slices);
 
-        let y = k as i64 * PANEL as i64;
         let mut panels = vec![
             draw_mesh(&meshes[0].1, PANEL),
             draw_points(&observed.positions, &values, PANEL),
         ];
         panels.extend(meshes[1..].iter().map(|(_, m)| draw_mesh(m, PANEL)));
-        for (col, panel) in panels.iter().enumerate() {
-            image::imageops::replace(&mut overview, panel, col as i64 * PANEL as i64, y);
-        }
+        overview.extend(panels.into_iter().map(|p| {
+            Some(Tile {
+                width: p.width() as usize,
+                height: p.height() as usize,
+                rgb: p.pixels().map(|px| px.0).collect(),
+            })
+        }));
     }
+    let grid = ImageGrid {
+        title: format!(
+            "meshes on a {resolution}³ grid from |S| = {RENDER_OBSERVED} observed distances \
+             (points: red outside, blue inside, white on the surface)"
+        ),
+        row_titles: (0..count).map(|k| format!("test shape {k}")).collect(),
+        column_titles: ["truth", "observed", "mean"]
+            .into_iter()
+            .map(str::to_string)
+            .chain((1..=SAMPLES).map(|j| format!("sample {j}")))
+            .collect(),
+        tiles: overview,
+        colour_bar: None,
+    };
     let path = out_dir.join("overview.png");
-    save_png(&overview, &path)?;
+    plot_image_grid(&path, &grid)?;
     written.push(path);
     Ok(written)
 }
