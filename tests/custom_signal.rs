@@ -51,7 +51,7 @@ fn brief_training_beats_the_untrained_model_and_render_writes_a_png() {
     let dir = tempfile::tempdir().unwrap();
     let cli = cli(&["--preset", "tiny", "--steps", "150", "--batch-size", "16"]);
     let domain = AudioDomain::from_config(&cli.domain).unwrap();
-    let mut state = fresh_state(&domain, &cli.common.choices(), &Cpu::default()).unwrap();
+    let mut state = fresh_state(&domain, &cli.choices(), &Cpu::default()).unwrap();
     let before = heldout_loss(&domain, &state.model, &state.settings);
 
     let mut options = TrainOptions::new(150, dir.path());

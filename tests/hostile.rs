@@ -141,18 +141,26 @@ fn commands_refuse_options_they_would_ignore() {
     check(&[
         (
             &["eval", "--checkpoint", &run, "--lr", "7"],
-            &["--lr", "does not train"],
+            &["--lr", "unexpected argument"],
         ),
         (
             &["sample", "--checkpoint", &run, "--dropout", "0.5"],
-            &["--dropout", "does not train"],
+            &["--dropout", "unexpected argument"],
         ),
         (
-            &["predict", "--checkpoint", &run, "--bins", "9", "--lr", "7"],
-            &["--lr", "--bins", "leave them out"],
+            &["--bins", "9", "--lr", "7", "predict", "--checkpoint", &run],
+            &["--lr, --bins", "leave them out"],
         ),
         (
             &["export", "--checkpoint", &run, "--steps", "9"],
+            &["--steps", "unexpected argument"],
+        ),
+        (
+            &["--eval-count", "5", "sample", "--checkpoint", &run],
+            &["--eval-count", "does not use it"],
+        ),
+        (
+            &["--out", &run, "--checkpoint", &run, "--steps", "9"],
             &["--steps", "does not train"],
         ),
         (

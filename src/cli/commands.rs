@@ -325,9 +325,19 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         .out
         .clone()
         .unwrap_or_else(|| Dm::run_folder(&cli.domain));
-    let choices = common.choices();
+    let misplaced = cli.misplaced_options();
+    if !misplaced.is_empty() {
+        bail!(
+            "{} given before the subcommand, which does not use {}: leave {} out (`--help` \
+             after a subcommand lists the options it takes)",
+            misplaced.join(", "),
+            if misplaced.len() == 1 { "it" } else { "them" },
+            if misplaced.len() == 1 { "it" } else { "them" }
+        );
+    }
+    let choices = cli.choices();
     choices.validate()?;
-    let run_options = common.run_options();
+    let run_options = cli.run_options();
     let cli_domain = Dm::from_config(&cli.domain)?;
     let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;
     let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());
@@ -338,15 +348,9 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         let stored = config_from_json::<P, V, Dm>(&stored.domain)?;
         super::check_domain_options::<P, V, Dm>(&cli.domain, &stored, path)?;
     }
-    let trains = matches!(cli.command, Some(Command::Train { .. }))
-        || (cli.command.is_none() && checkpoint.is_none());
-    if !trains {
+    // The main job with --checkpoint only reads it.
+    if cli.command.is_none() && checkpoint.is_some() {
         let given = training_options_given(&choices);
-        let limits = matches!(cli.command, Some(Command::Limits));
-        let given: Vec<_> = given
-            .into_iter()
-            .filter(|o| !(limits && (*o == "--batch-size" || *o == "--preset")))
-            .collect();
         if !given.is_empty() {
             bail!(
                 "{} only matter{} when training; this command does not train: leave {} out",
@@ -356,13 +360,14 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             );
         }
     }
-    let overwrite = common.overwrite;
+    let overwrite = cli.train_args().overwrite;
     if overwrite && matches!(cli.command, Some(Command::Train { resume: true, .. })) {
         bail!("--overwrite starts a fresh run and --resume continues one: choose one");
     }
 
     match &cli.command {
         Some(Command::Train {
+            options: _,
             resume,
             checkpoint_every,
             keep_snapshots,
@@ -410,13 +415,13 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             };
             // A resumed run without --steps trains to the total it started
             // with, which its learning-rate schedule records.
-            let steps = common
+            let steps = choices
                 .steps
                 .or(state.settings.cosine_decay_steps.filter(|_| *resume))
                 .unwrap_or(domain.defaults().steps);
             if *resume {
                 check_resume_choices(&choices, &state, *reschedule, &existing)?;
-                if common.steps.is_none() && steps <= state.step {
+                if choices.steps.is_none() && steps <= state.step {
                     eprintln!(
                         "the run in {} has finished its {} steps; to train further, give \
                          --steps above {} (with --reschedule to stretch its learning-rate schedule)",
@@ -445,7 +450,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             options.progress = !common.quiet;
             train_and_report(&domain, &mut state, &options)?;
         }
-        Some(Command::Sample) => {
+        Some(Command::Sample { .. }) => {
             require_checkpoint(&existing, "sample")?;
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
             render(&domain, &model, &out_dir, &run_options)?;
@@ -477,10 +482,8 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             )?;
             println!("wrote {}", checkpoint::checkpoint_file(&out_dir).display());
         }
-        Some(Command::Limits) => {
-            let batch = common
-                .batch_size
-                .unwrap_or(cli_domain.defaults().batch_size);
+        Some(Command::Limits { batch_size }) => {
+            let batch = batch_size.unwrap_or(cli_domain.defaults().batch_size);
             print!(
                 "{}",
                 crate::model::memory::table(
@@ -490,7 +493,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                 )
             );
         }
-        Some(Command::Eval) => {
+        Some(Command::Eval { .. }) => {
             require_checkpoint(&existing, "eval")?;
             let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
             eprintln!(
