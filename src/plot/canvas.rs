@@ -145,6 +145,24 @@ pub(super) fn render(path: &Path, figure: &impl Figure) -> Result<(), PlotError>
     })
 }
 
+/// Draws `figure` into memory: `(width, height, RGB bytes)`.
+pub(super) fn render_rgb(
+    path: &Path,
+    figure: &impl Figure,
+) -> Result<(u32, u32, Vec<u8>), PlotError> {
+    ensure_font(path)?;
+    let (w, h) = figure.size();
+    let mut buf = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        draw_and_present(&root, figure).map_err(|message| PlotError::Render {
+            path: path.to_path_buf(),
+            message,
+        })?;
+    }
+    Ok((w, h, buf))
+}
+
 pub(super) fn draw_and_present<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     figure: &impl Figure,

@@ -102,6 +102,17 @@ pub fn image_grid_cell(
 
 /// Writes an [`ImageGrid`] as PNG or SVG.
 pub fn plot_image_grid(path: &Path, grid: &ImageGrid) -> Result<(), PlotError> {
+    render(path, &grid_figure(path, grid)?)
+}
+
+/// Draws an [`ImageGrid`] in memory: `(width, height, RGB bytes)` (for
+/// animations, whose frames are pictures too).
+pub fn image_grid_rgb(grid: &ImageGrid) -> Result<(u32, u32, Vec<u8>), PlotError> {
+    let path = Path::new("<image grid in memory>");
+    render_rgb(path, &grid_figure(path, grid)?)
+}
+
+fn grid_figure<'a>(path: &Path, grid: &'a ImageGrid) -> Result<GridFigure<'a>, PlotError> {
     let invalid = |message: String| PlotError::InvalidInput {
         path: path.to_path_buf(),
         message,
@@ -126,14 +137,11 @@ pub fn plot_image_grid(path: &Path, grid: &ImageGrid) -> Result<(), PlotError> {
         side = (side.0.max(tile.width), side.1.max(tile.height));
     }
     let scale = (GRID_TILE_TARGET / side.0.max(side.1) as u32).max(1);
-    render(
-        path,
-        &GridFigure {
-            grid,
-            cell: (side.0 as u32 * scale, side.1 as u32 * scale),
-            scale,
-        },
-    )
+    Ok(GridFigure {
+        grid,
+        cell: (side.0 as u32 * scale, side.1 as u32 * scale),
+        scale,
+    })
 }
 
 pub(super) struct GridFigure<'a> {

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use image::{codecs::png::PngEncoder, ColorType, ImageEncoder};
-use pixel_transformer::plot::{plot_image_grid, ColourBar, ImageGrid, Tile};
+use pixel_transformer::plot::{image_grid_rgb, plot_image_grid, ColourBar, ImageGrid, Tile};
 use pixel_transformer::{io::write_atomic, Error, Result};
 
 use crate::Image;
@@ -142,9 +142,29 @@ impl Mosaic {
     /// Writes the picture as a PNG file, atomically: with its titles
     /// through the core's image grid when it has them.
     pub fn write(&self, path: &Path) -> Result<()> {
-        let Some(t) = &self.titles else {
-            return write_atomic(path, &self.to_png()?);
-        };
+        match self.grid() {
+            Some(grid) => Ok(plot_image_grid(path, &grid)?),
+            None => write_atomic(path, &self.to_png()?),
+        }
+    }
+
+    /// The picture in memory, titled when it has titles: `(width, height,
+    /// RGB bytes)`.
+    pub fn to_rgb(&self) -> Result<(usize, usize, Vec<u8>)> {
+        if let Some(grid) = self.grid() {
+            let (w, h, rgb) = image_grid_rgb(&grid)?;
+            return Ok((w as usize, h as usize, rgb));
+        }
+        let png = self.to_png()?;
+        let img = image::load_from_memory(&png)
+            .map_err(|e| Error::invalid(format!("cannot decode a mosaic: {e}")))?
+            .to_rgb8();
+        Ok((img.width() as usize, img.height() as usize, img.into_raw()))
+    }
+
+    /// The titled picture as the core's image grid (`None` without titles).
+    fn grid(&self) -> Option<ImageGrid> {
+        let t = self.titles.as_ref()?;
         let tiles = self
             .tiles
             .iter()
@@ -156,14 +176,13 @@ impl Mosaic {
                 })
             })
             .collect();
-        let grid = ImageGrid {
+        Some(ImageGrid {
             title: t.title.clone(),
             row_titles: t.rows.clone(),
             column_titles: t.cols.clone(),
             tiles,
             colour_bar: self.colour_bar.clone(),
-        };
-        Ok(plot_image_grid(path, &grid)?)
+        })
     }
 }
 

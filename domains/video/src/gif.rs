@@ -19,9 +19,24 @@ pub const FRAME_DELAY_MS: u32 = 125;
 /// pictures are mostly grey levels, which even fast quantisation keeps.
 const GIF_SPEED: i32 = 10;
 
+/// Titles for the pictures of [`side_by_side`]: one per row and column;
+/// each frame's title says which frame it is.
+#[derive(Debug, Clone, Default)]
+pub struct Titles {
+    /// What the clips show, before `frame k of T`.
+    pub title: String,
+    /// One per row.
+    pub rows: Vec<String>,
+    /// One per column.
+    pub cols: Vec<String>,
+}
+
 /// Lays out `rows` of clips (all of one size and length) side by side and
-/// returns one picture per frame.
-pub fn side_by_side<const V: usize>(rows: &[Vec<&Clip<V>>]) -> Result<Vec<RgbImage>> {
+/// returns one picture per frame, titled when `titles` is given.
+pub fn side_by_side<const V: usize>(
+    rows: &[Vec<&Clip<V>>],
+    titles: Option<&Titles>,
+) -> Result<Vec<RgbImage>> {
     let first = rows
         .first()
         .and_then(|r| r.first())
@@ -41,6 +56,10 @@ pub fn side_by_side<const V: usize>(rows: &[Vec<&Clip<V>>]) -> Result<Vec<RgbIma
                 }
                 mosaic.put(r, c, &clip.frames()[k])?;
             }
+        }
+        if let Some(names) = titles {
+            let title = format!("{} · frame {} of {t}", names.title, k + 1);
+            mosaic = mosaic.titled(title, names.rows.clone(), names.cols.clone())?;
         }
         pictures.push(to_rgb(&mosaic)?);
     }
@@ -62,13 +81,11 @@ pub fn frame_strip<const V: usize>(clips: &[&Clip<V>]) -> Result<Mosaic> {
     Ok(mosaic)
 }
 
-/// The mosaic's pixels. `Mosaic` offers only PNG bytes, so they are decoded
-/// again: a few milliseconds per picture.
+/// The mosaic's pixels.
 fn to_rgb(mosaic: &Mosaic) -> Result<RgbImage> {
-    let png = mosaic.to_png()?;
-    Ok(image::load_from_memory(&png)
-        .map_err(|e| Error::invalid(format!("cannot decode a mosaic: {e}")))?
-        .to_rgb8())
+    let (w, h, rgb) = mosaic.to_rgb()?;
+    RgbImage::from_raw(w as u32, h as u32, rgb)
+        .ok_or_else(|| Error::invalid("a mosaic's pixels do not fill its size"))
 }
 
 /// Encodes pictures of one size as a looping animated GIF, in memory.

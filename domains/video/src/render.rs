@@ -19,7 +19,7 @@ use pixel_transformer::{
 use rand::{seq::index::sample, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::gif::{frame_strip, side_by_side, write_gif, FRAME_DELAY_MS};
+use crate::gif::{frame_strip, side_by_side, write_gif, Titles, FRAME_DELAY_MS};
 use crate::{nearest_fill, Clip, VideoDomain};
 
 /// Test clips shown.
@@ -103,12 +103,29 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
 
     let mut written = Vec::new();
     let refs: Vec<Vec<&Clip<V>>> = rows.iter().map(|r| r.iter().collect()).collect();
+    let cols: Vec<String> = ["truth", "nearest fill of S", "mean video"]
+        .into_iter()
+        .map(str::to_string)
+        .chain((1..=SAMPLES).map(|k| format!("sample {k}")))
+        .take(refs.first().map_or(0, Vec::len))
+        .collect();
+    let titles = |rows: std::ops::Range<usize>| Titles {
+        title: format!("|S| = {n} observed voxels"),
+        rows: rows.map(|i| format!("test clip {i}")).collect(),
+        cols: cols.clone(),
+    };
     let path = out_dir.join("video.gif");
-    write_gif(&path, &side_by_side(&refs)?, FRAME_DELAY_MS)?;
+    let all = titles(0..refs.len());
+    write_gif(&path, &side_by_side(&refs, Some(&all))?, FRAME_DELAY_MS)?;
     written.push(path);
     for (i, row) in refs.iter().enumerate() {
         let path = out_dir.join(format!("clip_{i}.gif"));
-        write_gif(&path, &side_by_side(&refs[i..=i])?, FRAME_DELAY_MS)?;
+        let one = titles(i..i + 1);
+        write_gif(
+            &path,
+            &side_by_side(&refs[i..=i], Some(&one))?,
+            FRAME_DELAY_MS,
+        )?;
         written.push(path);
         let path = out_dir.join(format!("strip_{i}.png"));
         let frames = row.first().map_or(0, |c| c.len());

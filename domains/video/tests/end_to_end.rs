@@ -51,12 +51,10 @@ fn moving_mnist_trains_samples_and_evaluates_through_the_command_line() {
     };
     let frames = decode("video.gif");
     assert_eq!(frames.len(), 4);
-    // 3 clips (rows) × 6 videos (truth, fill, mean, 3 samples) of 16-pixel tiles × 7.
-    let tile = 16 * 7 + 4;
-    assert_eq!(
-        frames[0].buffer().dimensions(),
-        ((4 + 6 * tile) as u32, (4 + 3 * tile) as u32)
-    );
+    // 3 clips (rows) × 6 videos (truth, fill, mean, 3 samples) of 16-pixel
+    // tiles, with titles.
+    let size = pixel_transformer::plot::image_grid_size;
+    assert_eq!(frames[0].buffer().dimensions(), size(3, 6, 16, 16));
     assert_eq!(decode("clip_2.gif").len(), 4);
     let strip = pixel_transformer_video::deps::image::open(dir.path().join("strip_0.png")).unwrap();
     // 6 rows (truth, fill, mean, 3 samples) × 4 frames, with titles.

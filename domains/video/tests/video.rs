@@ -262,7 +262,7 @@ fn gif_output_decodes_to_the_right_frames_and_size() {
     let clip = numbered_clip();
     let white = Clip::new(vec![Image::<1>::filled(5, 4, [1.0]).unwrap(); 6]).unwrap();
     let rows = vec![vec![&clip, &white, &clip], vec![&white, &clip]];
-    let pictures = side_by_side(&rows).unwrap();
+    let pictures = side_by_side(&rows, None).unwrap();
     assert_eq!(pictures.len(), 6);
     let (w, h) = pictures[0].dimensions();
     let bytes = encode_gif(&pictures, 100).unwrap();
@@ -289,8 +289,8 @@ fn gif_output_decodes_to_the_right_frames_and_size() {
     }
     // An empty layout or a clip of another length is refused.
     let short = Clip::new(vec![Image::<1>::filled(5, 4, [0.0]).unwrap(); 2]).unwrap();
-    assert!(side_by_side(&[vec![&clip, &short]]).is_err());
-    assert!(side_by_side::<1>(&[]).is_err());
+    assert!(side_by_side(&[vec![&clip, &short]], None).is_err());
+    assert!(side_by_side::<1>(&[], None).is_err());
     assert!(encode_gif(&[], 100).is_err());
     // A strip has one tile per frame.
     let strip = frame_strip(&[&clip, &white]).unwrap();
