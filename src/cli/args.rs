@@ -99,7 +99,7 @@ impl TrainArgs {
     }
 
     /// The options given, by name.
-    fn given(&self) -> Vec<&'static str> {
+    pub(super) fn given(&self) -> Vec<&'static str> {
         [
             ("--steps", self.steps.is_some()),
             ("--preset", self.preset.is_some()),

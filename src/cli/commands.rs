@@ -78,24 +78,6 @@ fn require_checkpoint(path: &Path, command: &str) -> anyhow::Result<()> {
     )
 }
 
-/// The training options given on the command line, as `--name value`, for
-/// commands that do not train.
-fn training_options_given(choices: &RunChoices) -> Vec<&'static str> {
-    let given = [
-        ("--steps", choices.steps.is_some()),
-        ("--preset", choices.preset.is_some()),
-        ("--batch-size", choices.batch_size.is_some()),
-        ("--lr", choices.learning_rate.is_some()),
-        ("--bins", choices.bins.is_some()),
-        ("--nearest-value", choices.nearest_value.is_some()),
-        ("--min-observed", choices.min_observed.is_some()),
-        ("--max-observed", choices.max_observed.is_some()),
-        ("--dropout", choices.dropout.is_some()),
-        ("--constant-lr", choices.constant_lr),
-    ];
-    given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
-}
-
 /// `train --resume` continues a run with its stored settings: an option
 /// that would change them is refused, naming each difference and what to
 /// do instead.
@@ -350,7 +332,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
     }
     // The main job with --checkpoint only reads it.
     if cli.command.is_none() && checkpoint.is_some() {
-        let given = training_options_given(&choices);
+        let given = cli.main.train.given();
         if !given.is_empty() {
             bail!(
                 "{} only matter{} when training; this command does not train: leave {} out",
