@@ -72,11 +72,9 @@ fn filled_vec<E: Unit>(numel: usize, elem: E) -> Vec<E> {
         let mut data: Vec<E> = Vec::with_capacity(numel);
         data.spare_capacity_mut()[..numel]
             .par_chunks_mut(PARALLEL_FILL_MIN / 4)
-            .for_each(|c| {
-                c.iter_mut().for_each(|x| {
-                    x.write(elem);
-                })
-            });
+            .for_each(|c| c.iter_mut().for_each(|x| {
+                x.write(elem);
+            }));
         // SAFETY: the loop above wrote all `numel` elements.
         unsafe { data.set_len(numel) };
         return data;
