@@ -233,10 +233,11 @@ pub fn config_from_json<const P: usize, const V: usize, Dm: Domain<P, V>>(
             )));
         }
     }
-    serde_json::from_value(serde_json::Value::Object(object.clone()))
+    let empty = object.is_empty();
+    serde_json::from_value(serde_json::Value::Object(object))
         .or_else(|e| {
             // Unit-struct configs read back from an empty object as `null`.
-            if object.is_empty() {
+            if empty {
                 serde_json::from_value(serde_json::Value::Null).map_err(|_| e)
             } else {
                 Err(e)

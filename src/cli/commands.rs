@@ -3,12 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use clap::Parser;
 
 use super::{Cli, Command};
 use crate::domain::{config_from_json, config_to_json, Domain};
 use crate::train::{checkpoint, fresh_state, trainer, RunChoices, TrainOptions, TrainState};
-use crate::{Backend, BinnedMixture, Model, ModelConfig};
+use crate::{Backend, BinnedMixture, Model, ModelConfig, SetSizes};
 
 fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
     arg: &Option<String>,
@@ -20,9 +19,8 @@ fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
             Some(p) => Ok(Some(p)),
             None => {
                 // Does the domain ship one for its default settings?
-                let defaults = super::Cli::<Dm::Config>::try_parse_from([Dm::NAME])
-                    .ok()
-                    .and_then(|c| Dm::from_config(&c.domain).ok());
+                let defaults =
+                    super::default_config::<P, V, Dm>().and_then(|c| Dm::from_config(&c).ok());
                 let hint = match defaults.filter(|d| d.pretrained_checkpoint().is_some()) {
                     Some(d) => format!(
                         "; it ships one for its default settings ({}): leave out the options \
@@ -44,15 +42,12 @@ fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
 
 /// The settings as `key value` pairs, for messages.
 fn settings_summary<const P: usize, const V: usize, Dm: Domain<P, V>>(c: &Dm::Config) -> String {
-    match config_to_json::<P, V, Dm>(c) {
-        Ok(serde_json::Value::Object(o)) => o
-            .iter()
-            .filter(|(k, v)| *k != "type" && !v.is_null())
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", "),
-        _ => "?".into(),
-    }
+    super::config_fields::<P, V, Dm>(c)
+        .iter()
+        .filter(|(k, v)| *k != "type" && !v.is_null())
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Fails with what to do when `path` holds no checkpoint: the usual first
@@ -283,10 +278,13 @@ fn same_checkpoint(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// The checkpoint's domain and model, and the training sets it was trained
+/// on (for `predict`'s warnings).
+#[allow(clippy::type_complexity)]
 fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
     path: &Path,
     device: &D,
-) -> anyhow::Result<(Dm, Model<P, V, D, BinnedMixture>)> {
+) -> anyhow::Result<(Dm, Model<P, V, D, BinnedMixture>, SetSizes)> {
     let loaded = checkpoint::load::<P, V, D, BinnedMixture>(path, Dm::NAME, device)?;
     let domain = Dm::from_config(&config_from_json::<P, V, Dm>(&loaded.meta.domain)?)?;
     eprintln!(
@@ -295,7 +293,7 @@ fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
         loaded.model.num_params(),
         loaded.meta.step
     );
-    Ok((domain, loaded.model))
+    Ok((domain, loaded.model, loaded.meta.training.sets))
 }
 
 pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
@@ -434,7 +432,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         }
         Some(Command::Sample { .. }) => {
             require_checkpoint(&existing, "sample")?;
-            let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let (domain, model, _) = load_model::<P, V, Dm, D>(&existing, &device)?;
             render(&domain, &model, &out_dir, &run_options)?;
         }
         Some(Command::Export { average_with }) => {
@@ -477,7 +475,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         }
         Some(Command::Eval { .. }) => {
             require_checkpoint(&existing, "eval")?;
-            let (domain, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let (domain, model, _) = load_model::<P, V, Dm, D>(&existing, &device)?;
             eprintln!(
                 "evaluating on held-out {} signals ({}), seed {}, writing eval.csv to {}",
                 Dm::NAME,
@@ -494,11 +492,11 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             max_observations,
         }) => {
             require_checkpoint(&existing, "predict")?;
-            let (_, model) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let (_, model, trained_sets) = load_model::<P, V, Dm, D>(&existing, &device)?;
             let limits = crate::infer::predict::Limits {
                 max_queries: *max_queries,
                 max_observations: *max_observations,
-                trained_sets: Some(checkpoint::read_meta(&existing)?.training.sets),
+                trained_sets: Some(trained_sets),
                 ..Default::default()
             };
             let source = input
@@ -530,7 +528,8 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             let (domain, model) = match &checkpoint {
                 Some(path) => {
                     require_checkpoint(path, "the main job with --checkpoint")?;
-                    load_model::<P, V, Dm, D>(path, &device)?
+                    let (domain, model, _) = load_model::<P, V, Dm, D>(path, &device)?;
+                    (domain, model)
                 }
                 None => {
                     let steps = choices.steps(&cli_domain.defaults());

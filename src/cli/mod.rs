@@ -177,15 +177,11 @@ pub(super) fn check_domain_options<const P: usize, const V: usize, Dm: Domain<P,
     stored: &Dm::Config,
     dir: &std::path::Path,
 ) -> anyhow::Result<()> {
-    let defaults = Cli::<Dm::Config>::try_parse_from([Dm::NAME]).map(|c| c.domain);
-    let json = |c: &Dm::Config| match config_to_json::<P, V, Dm>(c) {
-        Ok(serde_json::Value::Object(o)) => o,
-        _ => serde_json::Map::new(),
-    };
-    let (Ok(defaults), given, stored) = (defaults.map(|d| json(&d)), json(given), json(stored))
-    else {
+    let Some(defaults) = default_config::<P, V, Dm>() else {
         return Ok(());
     };
+    let json = config_fields::<P, V, Dm>;
+    let (defaults, given, stored) = (json(&defaults), json(given), json(stored));
     let differ: Vec<String> = given
         .iter()
         .filter(|(k, v)| defaults.get(*k) != Some(*v) && stored.get(*k) != Some(*v))
@@ -205,6 +201,25 @@ pub(super) fn check_domain_options<const P: usize, const V: usize, Dm: Domain<P,
         );
     }
     Ok(())
+}
+
+/// The domain's settings when the command line gives none.
+pub(super) fn default_config<const P: usize, const V: usize, Dm: Domain<P, V>>(
+) -> Option<Dm::Config> {
+    Cli::<Dm::Config>::try_parse_from([Dm::NAME])
+        .ok()
+        .map(|c| c.domain)
+}
+
+/// A domain's settings as named fields, `type` included (none if they do
+/// not serialise).
+pub(super) fn config_fields<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    config: &Dm::Config,
+) -> serde_json::Map<String, serde_json::Value> {
+    match config_to_json::<P, V, Dm>(config) {
+        Ok(serde_json::Value::Object(fields)) => fields,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// The domain settings stored in the checkpoint this command continues

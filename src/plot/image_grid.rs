@@ -54,6 +54,36 @@ pub struct ColourBar {
     pub colours: Vec<[u8; 3]>,
 }
 
+impl ColourBar {
+    /// The [`heat`] scale from 0 to `high`, labelled `label`.
+    pub fn heat(label: impl Into<String>, high: f32) -> Self {
+        Self {
+            label: label.into(),
+            low: 0.0,
+            high,
+            colours: (0..=64)
+                .map(|k| heat(k as f32 / 64.0).map(|c| (c * 255.0).round() as u8))
+                .collect(),
+        }
+    }
+}
+
+/// A "hot" colour map for uncertainty, `t` from 0 to 1: black, then red,
+/// yellow, white. Brightness grows monotonically, so the map also reads in
+/// grey print; outside `[0, 1]` it saturates, and NaN is black.
+pub fn heat(t: f32) -> [f32; 3] {
+    let t = if t.is_finite() {
+        t.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    [
+        (3.0 * t).min(1.0),
+        (3.0 * t - 1.0).clamp(0.0, 1.0),
+        (3.0 * t - 2.0).clamp(0.0, 1.0),
+    ]
+}
+
 /// Extra width a colour bar takes.
 const COLOUR_BAR_WIDTH: u32 = 90;
 

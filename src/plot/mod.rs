@@ -14,6 +14,7 @@ mod tests;
 pub use crate::error::PlotError;
 pub use function_grid::{plot_function_grid, FunctionPanel};
 pub use image_grid::{
-    image_grid_cell, image_grid_rgb, image_grid_size, plot_image_grid, ColourBar, ImageGrid, Tile,
+    heat, image_grid_cell, image_grid_rgb, image_grid_size, plot_image_grid, ColourBar, ImageGrid,
+    Tile,
 };
 pub use line_chart::{plot_lines, LineChart, Series};

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::function_grid::{plot_function_grid, FunctionPanel};
-use super::image_grid::{plot_image_grid, ColourBar, ImageGrid, Tile};
+use super::image_grid::{heat, plot_image_grid, ColourBar, ImageGrid, Tile};
 use crate::error::{Error, Result};
 use crate::infer::RunOptions;
 use crate::signal::{random_position, Grid, Observations, SpatialSignal};
@@ -220,7 +220,7 @@ where
         }
     };
     let tile =
-        |values: &[[f32; V]]| image_tile(width, height, grid, values.iter().map(&colour).collect());
+        |values: &[[f32; V]]| image_tile(width, height, values.iter().map(&colour).collect());
 
     let mut column_titles = vec!["truth".to_string()];
     for &n in sizes {
@@ -250,7 +250,7 @@ where
             for (x, v) in observed.positions.iter().zip(&observed.values) {
                 shown[grid_index(grid, x)] = colour(v);
             }
-            tiles.push(Some(image_tile(width, height, grid, shown)));
+            tiles.push(Some(image_tile(width, height, shown)));
             tiles.push(Some(tile(&marginals.means())));
             stds.push((tiles.len(), marginals.stds().iter().map(|s| s[0]).collect()));
             tiles.push(None);
@@ -263,7 +263,7 @@ where
         .filter(|s| s.is_finite())
         .fold(0.0f32, f32::max);
     for (at, std) in &stds {
-        tiles[*at] = Some(heat_tile(width, height, grid, std, std_max));
+        tiles[*at] = Some(heat_tile(width, height, std, std_max));
     }
     Ok(ImageGrid {
         title: format!(
@@ -272,12 +272,7 @@ where
         row_titles: (1..=rows.len()).map(|r| format!("signal {r}")).collect(),
         column_titles,
         tiles,
-        colour_bar: Some(ColourBar {
-            label: "std".into(),
-            low: 0.0,
-            high: std_max,
-            colours: (0..=64).map(|k| heat(k as f32 / 64.0)).collect(),
-        }),
+        colour_bar: Some(ColourBar::heat("std", std_max)),
     })
 }
 
@@ -285,59 +280,32 @@ where
 fn grid_index<const P: usize>(grid: &Grid<P>, x: &[f32; P]) -> usize {
     let mut index = 0;
     for a in (0..P).rev() {
-        let n = grid.shape[a];
-        let i = (((x[a] + 1.0) / 2.0 * n as f32).floor() as isize).clamp(0, n as isize - 1);
-        index = index * n + i as usize;
+        index = index * grid.shape[a] + cell(x[a], grid.shape[a]);
     }
     index
 }
 
-/// A tile from colours in grid order (the first coordinate varies fastest
-/// or slowest as the grid stores it; [`grid_index`] gives the order).
-fn image_tile<const P: usize>(
-    width: usize,
-    height: usize,
-    grid: &Grid<P>,
-    colours: Vec<[u8; 3]>,
-) -> Tile {
-    // Grid order: index = Σ i_a · stride_a with the last axis slowest (see
-    // `grid_index`); a tile is row-major with x across, y down.
-    let mut rgb = vec![[0u8; 3]; width * height];
-    for (k, c) in colours.into_iter().enumerate() {
-        let x = grid.position(k);
-        let (i, j) = (cell(x[0], width), cell(x[1], height));
-        rgb[j * width + i] = c;
+/// A tile from colours in grid order: a 2-D grid enumerates its cells row
+/// by row, x fastest, as a tile stores its pixels.
+fn image_tile(width: usize, height: usize, colours: Vec<[u8; 3]>) -> Tile {
+    Tile {
+        width,
+        height,
+        rgb: colours,
     }
-    Tile { width, height, rgb }
 }
 
+/// The cell, of `n` along an axis, whose centre is nearest to coordinate `x`.
 fn cell(x: f32, n: usize) -> usize {
     (((x + 1.0) / 2.0 * n as f32).floor() as isize).clamp(0, n as isize - 1) as usize
 }
 
 /// Standard deviations as a heat map ([`heat`]), `0` to `top`.
-fn heat_tile<const P: usize>(
-    width: usize,
-    height: usize,
-    grid: &Grid<P>,
-    std: &[f32],
-    top: f32,
-) -> Tile {
+fn heat_tile(width: usize, height: usize, std: &[f32], top: f32) -> Tile {
     let top = top.max(f32::MIN_POSITIVE);
-    let colours = std.iter().map(|s| heat(s / top)).collect();
-    image_tile(width, height, grid, colours)
-}
-
-/// Black → red → yellow → white for `t` from 0 to 1: brightness grows
-/// monotonically, so the map also reads in grey print.
-fn heat(t: f32) -> [u8; 3] {
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let r = (t * 3.0).min(1.0);
-    let g = (t * 3.0 - 1.0).clamp(0.0, 1.0);
-    let b = (t * 3.0 - 2.0).clamp(0.0, 1.0);
-    [r, g, b].map(|c| (c * 255.0) as u8)
+    let colours = std
+        .iter()
+        .map(|s| heat(s / top).map(|c| (c * 255.0) as u8))
+        .collect();
+    image_tile(width, height, colours)
 }

@@ -214,17 +214,5 @@ pub fn write_png<const V: usize>(path: &Path, img: &Image<V>) -> Result<()> {
     )
 }
 
-/// A "hot" colour map for uncertainty: 0 → black, then red, yellow, 1 → white.
-/// Brightness grows monotonically, so the map also reads in grey print.
-pub fn heat(t: f32) -> [f32; 3] {
-    let t = if t.is_finite() {
-        t.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    [
-        (3.0 * t).min(1.0),
-        (3.0 * t - 1.0).clamp(0.0, 1.0),
-        (3.0 * t - 2.0).clamp(0.0, 1.0),
-    ]
-}
+/// The core's colour map for uncertainty (black, red, yellow, white).
+pub use pixel_transformer::plot::heat;

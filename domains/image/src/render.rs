@@ -143,14 +143,7 @@ pub(crate) fn render<const V: usize, D: Backend, O: OutputDistribution<V>>(
             image_rows,
             size_cols(None),
         )?
-        .with_colour_bar(pixel_transformer::plot::ColourBar {
-            label: "std".into(),
-            low: 0.0,
-            high: std_max,
-            colours: (0..=64)
-                .map(|k| heat(k as f32 / 64.0).map(|c| (c * 255.0).round() as u8))
-                .collect(),
-        });
+        .with_colour_bar(pixel_transformer::plot::ColourBar::heat("std", std_max));
 
     // Fig. 4: truth, nearest-neighbour fill of S, samples; one test image per column.
     let n = SAMPLE_OBSERVED.min(grid.len());
