@@ -17,6 +17,7 @@
 use std::time::Instant;
 
 use clap::Parser;
+use pixel_transformer::backend::{with_attention_kernel, AttentionKernel};
 use pixel_transformer::deps::dfdx::prelude::*;
 use pixel_transformer::train::data::Example;
 use pixel_transformer::train::optim::Adam;
@@ -73,6 +74,9 @@ struct Args {
     /// to measure what that setting is worth.
     #[arg(long)]
     system_allocator: bool,
+    /// CPU attention kernel: auto | keep (keeps the weights) | tiled.
+    #[arg(long, default_value = "auto")]
+    attention: String,
 }
 
 #[derive(Clone, Copy)]
@@ -119,6 +123,22 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// CPU time this process has used (user + system), in milliseconds:
+/// unlike the wall clock, it hardly moves when other processes share the
+/// cores (10 ms resolution; Linux only, NaN elsewhere).
+fn cpu_ms() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces): utime is
+            // the 12th, stime the 13th, in clock ticks of 10 ms.
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some((f[11].parse::<f64>().ok()? + f[12].parse::<f64>().ok()?) * 10.0)
+        })
+        .unwrap_or(f64::NAN)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -218,7 +238,7 @@ fn run<const P: usize, const V: usize, D: Backend>(
         }
     } else {
         let mut adam = Adam::new(1e-4);
-        let mut times = Vec::new();
+        let (mut times, mut cpu) = (Vec::new(), Vec::new());
         for i in 0..args.warmup + args.steps.max(1) {
             let batch: Vec<Example<P, V>> = (0..shape.batch)
                 .map(|_| Example {
@@ -236,15 +256,17 @@ fn run<const P: usize, const V: usize, D: Backend>(
                 rate: args.dropout,
                 seed: i as u64,
             });
-            let start = Instant::now();
+            let (start, cpu_start) = (Instant::now(), cpu_ms());
             train_step(&mut model, &mut adam, &batch, dropout)?;
             if i >= args.warmup {
                 times.push(start.elapsed().as_secs_f64() * 1e3);
+                cpu.push(cpu_ms() - cpu_start);
             }
         }
         result["ms_per_train_step_min"] =
             serde_json::json!(times.iter().cloned().fold(f64::INFINITY, f64::min));
         result["ms_per_train_step_median"] = serde_json::json!(median(times));
+        result["cpu_ms_per_train_step_median"] = serde_json::json!(median(cpu));
         result["dropout"] = serde_json::json!(args.dropout);
     }
     result["peak_rss_mib"] = serde_json::json!(peak_rss_mib());
@@ -271,22 +293,29 @@ fn main() -> anyhow::Result<()> {
             .num_threads(t)
             .build_global()?;
     }
-    let result = match args.device.as_str() {
+    let kernel = match args.attention.as_str() {
+        "auto" => AttentionKernel::Auto,
+        "keep" => AttentionKernel::KeepWeights,
+        "tiled" => AttentionKernel::Tiled,
+        other => anyhow::bail!("unknown attention kernel `{other}` (auto, keep, tiled)"),
+    };
+    let mut result = with_attention_kernel(kernel, || match args.device.as_str() {
         "cpu" => {
             if !args.system_allocator {
                 pixel_transformer::backend::keep_freed_memory();
             }
-            dispatch(&args, Cpu::seed_from_u64(0))?
+            dispatch(&args, Cpu::seed_from_u64(0))
         }
         #[cfg(feature = "cuda")]
         "cuda" => dispatch(
             &args,
             Cuda::try_seed_from_u64(0).map_err(|e| anyhow::anyhow!("{e:?}"))?,
-        )?,
+        ),
         other => anyhow::bail!(
             "device `{other}` is not available in this build (cuda needs --features cuda)"
         ),
-    };
+    })?;
+    result["attention"] = serde_json::json!(args.attention);
     println!("{result}");
     Ok(())
 }

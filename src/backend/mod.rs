@@ -63,6 +63,46 @@ pub struct AdamStep {
 /// 64 MiB keeps them for the benchmark configurations up to `|S|` = 512.
 pub const KEEP_WEIGHTS_MAX_BYTES: usize = 64 << 20;
 
+/// Which CPU attention kernel runs: benchmarks and tests compare them;
+/// programs leave [`AttentionKernel::Auto`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttentionKernel {
+    /// Keep the weights when they take at most [`KEEP_WEIGHTS_MAX_BYTES`]
+    /// (training) and use the row kernel at inference; tiled otherwise.
+    Auto,
+    /// The kernel that keeps the weights for the backward pass (memory
+    /// `batch · heads · |Q| · |S|`), and its row version at inference.
+    KeepWeights,
+    /// The tiled kernel (memory linear in `|Q|` and `|S|`).
+    Tiled,
+    /// [`reference::attention`], composed of dfdx's tensor operations.
+    Reference,
+}
+
+thread_local! {
+    static ATTENTION_KERNEL: std::cell::Cell<AttentionKernel> =
+        const { std::cell::Cell::new(AttentionKernel::Auto) };
+}
+
+/// Runs `f` with the CPU's attention calls made on this thread using
+/// `kernel` (the kernel is chosen where attention is called, so passes
+/// started in `f` use it forward and backward).
+pub fn with_attention_kernel<R>(kernel: AttentionKernel, f: impl FnOnce() -> R) -> R {
+    struct Restore(AttentionKernel);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ATTENTION_KERNEL.with(|k| k.set(self.0));
+        }
+    }
+    let _restore = Restore(ATTENTION_KERNEL.with(|k| k.replace(kernel)));
+    f()
+}
+
+/// The kernel [`with_attention_kernel`] chose on this thread.
+fn attention_kernel() -> AttentionKernel {
+    ATTENTION_KERNEL.with(|k| k.get())
+}
+
 /// A dfdx device plus the model's fused operations. The defaults are the
 /// [`reference`] versions and work on any device.
 pub trait Backend: Device<f32> {

@@ -4,13 +4,16 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
+use super::heads::HeadDims;
 use super::host::*;
 use super::matmul::*;
 use super::rows::*;
+use super::tiled;
 use crate::backend::{AttentionShape, Flat};
 
 /// [`Backend::attention`] on the CPU, keeping the attention weights for the
-/// backward pass when they take at most `keep_max_bytes`.
+/// backward pass when they take at most `keep_max_bytes`; otherwise, or
+/// with `keep_max_bytes` = 0 also at inference, the tiled kernel.
 pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
     q: Flat<Cpu, T>,
     k: Flat<Cpu, T>,
@@ -43,6 +46,12 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
     let dims = HeadDims { h, sq, sk, dk, dv };
     let (qh, kh, vh) = (host(&q), host(&k), host(&v));
     let bias = key_bias.map(host);
+    let block = sq * sk;
+    if keep_max_bytes == 0 || (T::OWNS_TAPE && b * h * block * 4 > keep_max_bytes) {
+        return tiled_attention(q, k, v, s, bias, tape, dims);
+    }
+    // Small sets: the weights are kept for the backward pass, which then
+    // needs no second score product.
     let mut out = par_zeros(b * sq * h * dv);
     let out_ptr = SharedMut(out.as_mut_ptr());
     let forward = |task: usize, p: &mut [f32]| {
@@ -51,28 +60,18 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
         // SAFETY: task (i, j) writes only rows i·sq.. and columns j·dv.. of `out`.
         unsafe { dims.forward(task, &qh, &kh, &vh, s.scale, kb, p, out_ptr.at(0)) };
     };
-    // A training pass keeps the weights for the backward pass when they are
-    // small; otherwise the backward pass recomputes them (one more product
-    // per task), so memory stays linear in the number of keys. Without a
-    // kept block, each task reuses one chunk of scratch per thread.
-    let block = sq * sk;
-    let keep = T::OWNS_TAPE && b * h * block * 4 <= keep_max_bytes;
-    let kept = if keep {
-        // Each task zeroes and fills its own block.
-        Some(par_build(b * h * block, block, |at, p| {
-            forward(at / block.max(1), p)
-        }))
-    } else {
+    if !T::OWNS_TAPE {
+        // Inference: each task reuses one chunk of scratch per thread.
         (0..b * h).into_par_iter().for_each_init(
             || vec![0.0f32; dims.chunk_rows() * sk],
             |p, task| forward(task, p),
         );
-        None
-    };
-    let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
-    if !T::OWNS_TAPE {
+        let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
         return out.put_tape(tape);
     }
+    // Each task zeroes and fills its own block.
+    let kept = par_build(b * h * block, block, |at, p| forward(at / block.max(1), p));
+    let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
     let (q_id, k_id, v_id, out_id) = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
     tape.add_backward_op(move |grads| {
         with_output_gradient(
@@ -91,23 +90,16 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
                     SharedMut(dvv.as_mut_ptr()),
                 );
                 let chunk = dims.chunk_rows() * sk;
-                let scratch = || {
-                    let recompute = if kept.is_some() { 0 } else { chunk };
-                    (vec![0.0f32; recompute], vec![0.0f32; chunk])
-                };
-                (0..b * h)
-                    .into_par_iter()
-                    .for_each_init(scratch, |(p, ds), task| {
-                        let i = task / h;
-                        let kb = bias.as_ref().map(|v| &v[i * sk..(i + 1) * sk]);
-                        let kept = kept
-                            .as_ref()
-                            .map(|all| &all[task * block..(task + 1) * block]);
+                (0..b * h).into_par_iter().for_each_init(
+                    || vec![0.0f32; chunk],
+                    |ds, task| {
+                        let kept = &kept[task * block..(task + 1) * block];
                         let inputs = (&qh[..], &kh[..], &vh[..], dout);
                         // SAFETY: task (i, j) writes only its own item's rows and
                         // head's columns of dq, dk and dv.
-                        unsafe { dims.backward(task, inputs, s.scale, kb, kept, p, ds, ptrs) };
-                    });
+                        unsafe { dims.backward(task, inputs, s.scale, kept, ds, ptrs) };
+                    },
+                );
                 accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
                 accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
                 accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
@@ -118,14 +110,53 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
     out.put_tape(tape)
 }
 
-/// Sizes of the row-major, heads-side-by-side layout of [`Backend::attention`].
-#[derive(Clone, Copy)]
-pub(super) struct HeadDims {
-    pub(super) h: usize,
-    pub(super) sq: usize,
-    pub(super) sk: usize,
-    pub(super) dk: usize,
-    pub(super) dv: usize,
+/// Attention for large sets, and for inference: the [`tiled`] kernel, which
+/// keeps one log-sum-exp per query row for the backward pass instead of the
+/// weights.
+fn tiled_attention<T: Tape<f32, Cpu>>(
+    q: Tensor<(usize, usize), f32, Cpu>,
+    k: Tensor<(usize, usize), f32, Cpu>,
+    v: Tensor<(usize, usize), f32, Cpu>,
+    s: AttentionShape,
+    bias: Option<HostView<(usize, usize)>>,
+    mut tape: T,
+    dims: HeadDims,
+) -> Flat<Cpu, T> {
+    let (b, h, sq) = (s.batch, s.heads, s.queries);
+    let held = Held {
+        batch: b,
+        dims,
+        scale: s.scale,
+        q: host(&q),
+        k: host(&k),
+        v: host(&v),
+        bias,
+    };
+    let mut out = par_zeros(b * sq * h * dims.dv);
+    let mut lse = vec![0.0f32; if T::OWNS_TAPE { b * h * sq } else { 0 }];
+    let lse_out = T::OWNS_TAPE.then_some(&mut lse[..]);
+    tiled::forward(held.inputs(), &mut out, lse_out);
+    let out = q.device().tensor_from_vec(out, (b * sq, h * dims.dv));
+    if !T::OWNS_TAPE {
+        return out.put_tape(tape);
+    }
+    let (q_id, k_id, v_id, out_id) = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
+    let out_h = host(&out);
+    tape.add_backward_op(move |grads| {
+        with_output_gradient(
+            grads,
+            |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+            out_id.shape().num_elements(),
+            |grads, dout| {
+                let (dq, dk, dv) = tiled::backward(held.inputs(), &out_h, &lse, dout);
+                accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
+                accumulate(grads.get_or_alloc_mut(&k_id)?, &dk);
+                accumulate(grads.get_or_alloc_mut(&v_id)?, &dv);
+                Ok(())
+            },
+        )
+    });
+    out.put_tape(tape)
 }
 
 /// Attention works through each task's query rows in chunks whose scores
@@ -134,18 +165,6 @@ pub(super) struct HeadDims {
 pub(super) const CHUNK_FLOATS: usize = 32 << 10;
 
 impl HeadDims {
-    /// Offsets of task `(i, j)`'s first query row, key row, value row and output row.
-    fn offsets(&self, task: usize) -> (usize, usize, usize, usize) {
-        let (i, j) = (task / self.h, task % self.h);
-        let (qw, vw) = (self.h * self.dk, self.h * self.dv);
-        (
-            i * self.sq * qw + j * self.dk,
-            i * self.sk * qw + j * self.dk,
-            i * self.sk * vw + j * self.dv,
-            i * self.sq * vw + j * self.dv,
-        )
-    }
-
     /// Query rows per chunk (see [`CHUNK_FLOATS`]).
     fn chunk_rows(&self) -> usize {
         (CHUNK_FLOATS / self.sk.max(1)).max(8).min(self.sq.max(1))
@@ -234,22 +253,19 @@ impl HeadDims {
     }
 
     /// Task `(i, j)`'s gradients, written into its blocks of `grads` =
-    /// (dq, dk, dv), given the output gradient `dout` and either the kept
-    /// weights (`kept`: the whole `sq × sk` block) or scratch `p` to
-    /// recompute them in, chunk by chunk; `ds` is scratch for one chunk.
+    /// (dq, dk, dv), given the output gradient `dout` and the kept weights
+    /// (the whole `sq × sk` block), chunk by chunk; `ds` is scratch for one
+    /// chunk.
     ///
     /// # Safety
     /// The pointers must cover whole `q`-, `k`- and `v`-shaped buffers; no
     /// other task may write this task's blocks at the same time.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn backward(
         &self,
         task: usize,
         (q, k, v, dout): (&[f32], &[f32], &[f32], &[f32]),
         scale: f32,
-        key_bias: Option<&[f32]>,
-        kept: Option<&[f32]>,
-        p: &mut [f32],
+        kept: &[f32],
         ds: &mut [f32],
         grads: (SharedMut, SharedMut, SharedMut),
     ) {
@@ -258,14 +274,7 @@ impl HeadDims {
         let (qw, vw) = (h * dk, h * dv);
         for rows in self.chunks() {
             let n = rows.len();
-            let pc: &[f32] = match kept {
-                Some(all) => &all[rows.start * sk..rows.end * sk],
-                None => {
-                    let pc = &mut p[..n * sk];
-                    self.probabilities(task, rows.clone(), q, k, scale, key_bias, pc);
-                    pc
-                }
-            };
+            let pc = &kept[rows.start * sk..rows.end * sk];
             let ds = &mut ds[..n * sk];
             let dout = (dout.as_ptr().add(oo + rows.start * vw), vw, 1);
             let q_rows = (q.as_ptr().add(oq + rows.start * qw), qw, 1);
@@ -296,6 +305,31 @@ impl HeadDims {
                 1.0,
             );
             product((sk, dv, n), (grads.2.at(ov), vw, 1), !first, p_t, dout, 1.0);
+        }
+    }
+}
+
+/// What the tiled kernel reads, held by its backward pass.
+struct Held {
+    batch: usize,
+    dims: HeadDims,
+    scale: f32,
+    q: HostView<(usize, usize)>,
+    k: HostView<(usize, usize)>,
+    v: HostView<(usize, usize)>,
+    bias: Option<HostView<(usize, usize)>>,
+}
+
+impl Held {
+    fn inputs(&self) -> tiled::Inputs<'_> {
+        tiled::Inputs {
+            batch: self.batch,
+            dims: self.dims,
+            scale: self.scale,
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            key_bias: self.bias.as_deref(),
         }
     }
 }

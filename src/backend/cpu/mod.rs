@@ -1,16 +1,20 @@
 //! The fused CPU kernels: dfdx's `Cpu` device as a [`Backend`].
 
 mod attention;
+mod heads;
 mod host;
 mod matmul;
 mod rows;
 #[cfg(test)]
 mod tests;
+mod tiled;
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::{AdamStep, AttentionShape, Backend, Flat, Param, KEEP_WEIGHTS_MAX_BYTES};
+use super::{
+    AdamStep, AttentionKernel, AttentionShape, Backend, Flat, Param, KEEP_WEIGHTS_MAX_BYTES,
+};
 use attention::cpu_attention;
 pub use host::keep_freed_memory;
 use host::*;
@@ -255,6 +259,14 @@ impl Backend for Cpu {
         s: AttentionShape,
         key_bias: Option<&Tensor<(usize, usize), f32, Self>>,
     ) -> Flat<Self, T> {
-        cpu_attention(q, k, v, s, key_bias, KEEP_WEIGHTS_MAX_BYTES)
+        let keep_max_bytes = match super::attention_kernel() {
+            AttentionKernel::Auto => KEEP_WEIGHTS_MAX_BYTES,
+            AttentionKernel::KeepWeights => usize::MAX,
+            AttentionKernel::Tiled => 0,
+            AttentionKernel::Reference => {
+                return super::reference::attention(q, k, v, s, key_bias);
+            }
+        };
+        cpu_attention(q, k, v, s, key_bias, keep_max_bytes)
     }
 }

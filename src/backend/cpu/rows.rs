@@ -266,3 +266,127 @@ pub(super) fn scale_shift_row(r: &mut [f32], gain: &[f32], shift: &[f32]) {
         }
     })
 }
+
+/// Weights below `e^−40` of the row's largest are set to 0 (see
+/// [`softmax_rows_inline`]: left in, they become subnormal numbers that x86
+/// CPUs multiply about a hundred times slower).
+const NEGLIGIBLE: f32 = -40.0;
+
+/// One key tile of the tiled attention's online softmax. `s` holds the
+/// tile's scaled scores, `rows × width`; `max`, `sum` and `acc` (`rows ×
+/// acc_width`, the weighted sum of values so far) carry each query row's
+/// running maximum, sum of weights and output over the tiles before. The
+/// scores become weights relative to the new maximum, and the earlier sum
+/// and output are rescaled to it, so that after the last tile `acc / sum`
+/// is the softmax-weighted output.
+pub(super) fn online_softmax_tile(
+    s: &mut [f32],
+    width: usize,
+    key_bias: Option<&[f32]>,
+    (max, sum): (&mut [f32], &mut [f32]),
+    acc: &mut [f32],
+    acc_width: usize,
+) {
+    with_wide_simd!({
+        let rows = s
+            .chunks_exact_mut(width)
+            .zip(acc.chunks_exact_mut(acc_width));
+        for ((r, a), (m, l)) in rows.zip(max.iter_mut().zip(sum.iter_mut())) {
+            if let Some(kb) = key_bias {
+                r.iter_mut().zip(kb).for_each(|(x, b)| *x += b);
+            }
+            let new_max = max_lanes(r).max(*m);
+            let weight = |z: f32| {
+                if z < NEGLIGIBLE {
+                    0.0
+                } else {
+                    exp_nonpositive(z)
+                }
+            };
+            let rescale = weight(*m - new_max);
+            if rescale != 1.0 {
+                a.iter_mut().for_each(|x| *x *= rescale);
+            }
+            let mut lanes = [0.0f32; LANES];
+            let mut chunks = r.chunks_exact_mut(LANES);
+            for c in &mut chunks {
+                for (l, x) in lanes.iter_mut().zip(c) {
+                    *x = weight(*x - new_max);
+                    *l += *x;
+                }
+            }
+            let mut tail = 0.0;
+            for x in chunks.into_remainder() {
+                *x = weight(*x - new_max);
+                tail += *x;
+            }
+            *l = *l * rescale + lanes.iter().sum::<f32>() + tail;
+            *m = new_max;
+        }
+    })
+}
+
+/// The tiled attention's backward pass, for one tile: each row of `s`
+/// (scaled scores) becomes its softmax weights `e^(s + key_bias − lse)`,
+/// from the row's log-sum-exp kept by the forward pass.
+pub(super) fn weights_from_lse(s: &mut [f32], width: usize, key_bias: Option<&[f32]>, lse: &[f32]) {
+    with_wide_simd!({
+        for (r, &lse) in s.chunks_exact_mut(width).zip(lse) {
+            let weight = |x: &mut f32, b: f32| {
+                let z = *x + b - lse;
+                *x = if z < NEGLIGIBLE {
+                    0.0
+                } else {
+                    exp_nonpositive(z)
+                };
+            };
+            match key_bias {
+                Some(kb) => r.iter_mut().zip(kb).for_each(|(x, &b)| weight(x, b)),
+                None => r.iter_mut().for_each(|x| weight(x, 0.0)),
+            }
+        }
+    })
+}
+
+/// Softmax backward for one tile, given each row's `Σ p·dp` beforehand
+/// (`dots`; FlashAttention-2 gets it as `Σ dout·out`, without a pass over
+/// whole rows): each row of `ds` (holding `dp`) := `scale · p ⊙ (dp − dot)`.
+pub(super) fn softmax_backward_tile(
+    ds: &mut [f32],
+    p: &[f32],
+    width: usize,
+    dots: &[f32],
+    scale: f32,
+) {
+    with_wide_simd!({
+        let rows = ds.chunks_exact_mut(width).zip(p.chunks_exact(width));
+        for ((r, pr), &dot) in rows.zip(dots) {
+            for (d, x) in r.iter_mut().zip(pr) {
+                *d = scale * x * (*d - dot);
+            }
+        }
+    })
+}
+
+/// `Σ a·b` over each of `rows` pairs of rows, read with `stride` between rows.
+pub(super) fn row_dots(a: &[f32], b: &[f32], rows: usize, width: usize, stride: usize) -> Vec<f32> {
+    with_wide_simd!((0..rows)
+        .map(|r| {
+            let (a, b) = (&a[r * stride..][..width], &b[r * stride..][..width]);
+            let mut lanes = [0.0f32; LANES];
+            let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+            let tail: f32 = ca
+                .remainder()
+                .iter()
+                .zip(cb.remainder())
+                .map(|(x, y)| x * y)
+                .sum();
+            for (x, y) in ca.zip(cb) {
+                for l in 0..LANES {
+                    lanes[l] += x[l] * y[l];
+                }
+            }
+            lanes.iter().sum::<f32>() + tail
+        })
+        .collect())
+}

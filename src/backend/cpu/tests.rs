@@ -1,6 +1,6 @@
 use super::*;
 use crate::backend::reference;
-use attention::HeadDims;
+use heads::HeadDims;
 
 fn rand_tensor(dev: &Cpu, shape: (usize, usize), seed: u64) -> Tensor<(usize, usize), f32, Cpu> {
     use rand::{Rng, SeedableRng};
@@ -11,6 +11,18 @@ fn rand_tensor(dev: &Cpu, shape: (usize, usize), seed: u64) -> Tensor<(usize, us
             .collect(),
         shape,
     )
+}
+
+/// Agreement of the attention kernels: every element within 1e-5 of the
+/// largest magnitude in `b` (a single element near 0 carries the rounding of
+/// the larger terms that cancelled in it, so a plain relative bound would
+/// measure nothing but that).
+fn agree(a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len());
+    let size = b.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() <= 1e-5 * size, "{x} vs {y} (largest {size})");
+    }
 }
 
 fn close(a: &[f32], b: &[f32]) {
@@ -247,9 +259,45 @@ fn fused_attention_works_through_long_rows_in_chunks() {
     attention_case(2, 1, 20, 4500);
 }
 
+#[test]
+fn tiled_attention_matches_at_the_edges_of_tiles() {
+    // 130 query rows: two whole tiles and 2 rows; 600 keys: two whole
+    // tiles and 88 keys.
+    assert_eq!((tiled::QUERY_TILE, tiled::KEY_TILE), (64, 256));
+    attention_case(2, 2, 130, 600);
+    // One key per item: its weight is 1 whatever its score. The last two
+    // items' only keys are padding, so all their keys are.
+    attention_case(3, 2, 65, 1);
+}
+
+#[test]
+fn attention_over_no_keys_is_zero_for_every_kernel() {
+    let dev = Cpu::default();
+    let s = AttentionShape {
+        batch: 2,
+        heads: 2,
+        queries: 3,
+        keys: 0,
+        scale: 0.5,
+    };
+    let q = rand_tensor(&dev, (6, 8), 1);
+    let (k, v) = (dev.zeros_like(&(0, 8)), dev.zeros_like(&(0, 4)));
+    let bias = dev.zeros_like(&(2, 0));
+    let tape = OwnedTape::<f32, Cpu>::default;
+    for keep in [0, usize::MAX] {
+        for key_bias in [None, Some(&bias)] {
+            let (kt, vt) = (k.clone().put_tape(tape()), v.clone().put_tape(tape()));
+            let out = cpu_attention(q.leaky_trace(), kt, vt, s, key_bias, keep);
+            assert!(out.as_vec().iter().all(|x| *x == 0.0));
+            let grads = out.sum().backward();
+            assert!(grads.get(&q).as_vec().iter().all(|x| *x == 0.0));
+        }
+    }
+}
+
 /// Checks the fused attention against dfdx's composition, forward and
 /// backward, with and without padding of the last two keys of the last
-/// item, keeping and recomputing the weights.
+/// item, keeping the weights and with the tiled kernel.
 fn attention_case(batch: usize, heads: usize, queries: usize, keys: usize) {
     let dev = Cpu::default();
     let s = AttentionShape {
@@ -268,7 +316,7 @@ fn attention_case(batch: usize, heads: usize, queries: usize, keys: usize) {
     bias[batch * keys - 1] = -1e9;
     let bias = dev.tensor_from_vec(bias, (batch, keys));
     let mut results = Vec::new();
-    // 0 = the backward pass recomputes the weights; MAX = it keeps them.
+    // 0 = the tiled kernel; MAX = the one that keeps the weights.
     for keep_max_bytes in [None, Some(0), Some(usize::MAX)] {
         for key_bias in [None, Some(&bias)] {
             // Keys and values on tapes of their own, merged inside.
@@ -287,9 +335,9 @@ fn attention_case(batch: usize, heads: usize, queries: usize, keys: usize) {
     }
     for i in 2..results.len() {
         let ((fused, gf), (reference, gr)) = (&results[i], &results[i % 2]);
-        close(&[*fused], &[*reference]);
-        for t in [&q, &k] {
-            close(&gf.get(t).as_vec(), &gr.get(t).as_vec());
+        agree(&[*fused], &[*reference]);
+        for t in [&q, &k, &v] {
+            agree(&gf.get(t).as_vec(), &gr.get(t).as_vec());
         }
     }
     // The value gradient (through a third tape), and the no-tape (inference) path.
@@ -304,9 +352,11 @@ fn attention_case(batch: usize, heads: usize, queries: usize, keys: usize) {
     let gf = (fused * w.clone()).sum().backward();
     let gr = (reference * w.clone()).sum().backward();
     close(&gf.get(&v).as_vec(), &gr.get(&v).as_vec());
-    let inference = Cpu::attention(q.clone(), k.clone(), v.clone(), s, Some(&bias));
     let reference = reference::attention(q.clone(), k.clone(), v.clone(), s, Some(&bias));
-    close(&inference.as_vec(), &reference.as_vec());
+    for keep in [0, usize::MAX] {
+        let inference = cpu_attention(q.clone(), k.clone(), v.clone(), s, Some(&bias), keep);
+        agree(&inference.as_vec(), &reference.as_vec());
+    }
 }
 
 #[test]
