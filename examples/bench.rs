@@ -38,7 +38,9 @@ struct Args {
     /// Untimed warm-up steps.
     #[arg(long, default_value_t = 2)]
     warmup: usize,
-    /// train | sample (sample-mnist implies sample).
+    /// train | sample (sample-mnist implies sample) | attention (one
+    /// self-attention call over the config's batch, |Q| = queries and
+    /// |S| = observed, forward and backward: the kernels alone).
     #[arg(long)]
     mode: Option<String>,
     /// Worker threads [default: rayon's choice, one per core].
@@ -273,10 +275,72 @@ fn run<const P: usize, const V: usize, D: Backend>(
     Ok(result)
 }
 
+/// `--mode attention`: times one attention call, forward and backward, with
+/// the config's batch, 4 heads of width 2E / 4, and a padded last item.
+fn attention_only<D: Backend>(
+    args: &Args,
+    shape: Shape,
+    device: D,
+) -> anyhow::Result<serde_json::Value> {
+    use pixel_transformer::backend::AttentionShape;
+    let (b, h, d) = (shape.batch, 4, 2 * shape.embed / 4);
+    let (sq, sk) = (shape.queries, shape.observed);
+    let s = AttentionShape {
+        batch: b,
+        heads: h,
+        queries: sq,
+        keys: sk,
+        scale: 1.0 / (d as f32).sqrt(),
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut random = |rows: usize| {
+        let data: Vec<f32> = (0..rows * h * d)
+            .map(|_| rng.gen_range(-1.0..1.0))
+            .collect();
+        device.tensor_from_vec(data, (rows, h * d))
+    };
+    let (q, k, v, w) = (
+        random(b * sq),
+        random(b * sk),
+        random(b * sk),
+        random(b * sq),
+    );
+    let mut bias = vec![0.0f32; b * sk];
+    bias[b * sk / 2..]
+        .iter_mut()
+        .skip(sk / 2)
+        .for_each(|x| *x = -1e9);
+    let bias = device.tensor_from_vec(bias, (b, sk));
+    let mut times = Vec::new();
+    for i in 0..args.warmup + args.steps.max(1) {
+        let start = Instant::now();
+        let (qt, kt, vt) = (q.leaky_trace(), k.leaky_trace(), v.leaky_trace());
+        let out = D::attention(qt, kt, vt, s, Some(&bias));
+        let grads = (out * w.clone()).sum().backward();
+        std::hint::black_box(grads.get(&q));
+        if i >= args.warmup {
+            times.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(serde_json::json!({
+        "mode": "attention",
+        "batch": b,
+        "heads": h,
+        "head_width": d,
+        "queries": sq,
+        "keys": sk,
+        "ms_min": times.iter().cloned().fold(f64::INFINITY, f64::min),
+        "ms_median": median(times),
+    }))
+}
+
 fn dispatch<D: Backend>(args: &Args, device: D) -> anyhow::Result<serde_json::Value> {
     let mut shape = config(&args.config)?;
     shape.observed = args.observed.unwrap_or(shape.observed);
     shape.queries = args.queries.unwrap_or(shape.queries);
+    if args.mode.as_deref() == Some("attention") {
+        return attention_only(args, shape, device);
+    }
     let sample = args.mode.as_deref() == Some("sample") || args.config == "sample-mnist";
     match (shape.p, shape.v) {
         (1, 1) => run::<1, 1, D>(args, shape, sample, device),

@@ -58,20 +58,22 @@ pub struct AdamStep {
     pub eps: f32,
 }
 
-/// Attention keeps its weights for the backward pass up to this size (per
-/// call, all items and heads); above it, the backward pass recomputes them.
-/// 64 MiB keeps them for the benchmark configurations up to `|S|` = 512.
-pub const KEEP_WEIGHTS_MAX_BYTES: usize = 64 << 20;
+/// Training keeps attention weights for the backward pass up to this size
+/// (per call, all items and heads); above it, the tiled kernel recomputes
+/// them tile by tile. Keeping saves a score product but costs memory
+/// traffic; on a 2-core AVX2 machine the two cost the same between 26 and
+/// 41 MiB (the book's performance chapter).
+pub const KEEP_WEIGHTS_MAX_BYTES: usize = 32 << 20;
 
 /// Which CPU attention kernel runs: benchmarks and tests compare them;
 /// programs leave [`AttentionKernel::Auto`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
-    /// Keep the weights when they take at most [`KEEP_WEIGHTS_MAX_BYTES`]
-    /// (training) and use the row kernel at inference; tiled otherwise.
+    /// In training, keep the weights when they take at most
+    /// [`KEEP_WEIGHTS_MAX_BYTES`]; tiled otherwise, and at inference.
     Auto,
-    /// The kernel that keeps the weights for the backward pass (memory
-    /// `batch · heads · |Q| · |S|`), and its row version at inference.
+    /// In training, the kernel that keeps the weights for the backward pass
+    /// (memory `batch · heads · |Q| · |S|`); tiled at inference.
     KeepWeights,
     /// The tiled kernel (memory linear in `|Q|` and `|S|`).
     Tiled,

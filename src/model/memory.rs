@@ -1,7 +1,9 @@
 //! How much working memory a pass of the model needs, and the largest sets
 //! that fit a budget (the `limits` command).
 //!
-//! Attention memory grows with `|S|²` (encoder) and `|Q|·|S|` (decoder).
+//! With the CPU's fused attention, memory grows linearly with `|S|` and
+//! `|Q|`; with attention composed of tensor operations (other devices) it
+//! grows with `|S|²` (encoder) and `|Q|·|S|` (decoder).
 
 use crate::backend::memory::human;
 use crate::backend::KEEP_WEIGHTS_MAX_BYTES;
@@ -18,7 +20,8 @@ pub const MAX_QUERIES_PER_PASS: usize = 4096;
 /// feed-forward hidden layer, and the attention weights: with
 /// `fused_attention` (the CPU, see [`crate::Backend::FUSED_ATTENTION`])
 /// the weights a training pass keeps, at most
-/// [`KEEP_WEIGHTS_MAX_BYTES`] per layer; otherwise the scores,
+/// [`KEEP_WEIGHTS_MAX_BYTES`] per layer, or else one log-sum-exp per query
+/// row and head (the tiled kernel); otherwise the scores,
 /// weights and their gradients (`3 · batch · heads · rows · keys`). A
 /// training pass keeps all of it for the backward pass and allocates as
 /// much again for gradients. Measured peaks are lower (the book's
@@ -45,8 +48,9 @@ pub fn pass_bytes(
         match (fused_attention, training) {
             (false, _) => 3 * weights,
             (true, true) if 4 * weights <= KEEP_WEIGHTS_MAX_BYTES as u128 => weights,
-            // Only a few row chunks per thread.
-            (true, _) => 0,
+            (true, true) => b * h * rows,
+            // Only a tile or two of scores per thread.
+            (true, false) => 0,
         }
     };
     // The distance bias copies each layer's queries and keys once more.

@@ -261,9 +261,9 @@ fn fused_attention_works_through_long_rows_in_chunks() {
 
 #[test]
 fn tiled_attention_matches_at_the_edges_of_tiles() {
-    // 130 query rows: two whole tiles and 2 rows; 600 keys: two whole
-    // tiles and 88 keys.
-    assert_eq!((tiled::QUERY_TILE, tiled::KEY_TILE), (64, 256));
+    // 130 query rows: a whole tile and 2 rows; 600 keys: two whole tiles
+    // and 88 keys.
+    assert_eq!((tiled::QUERY_TILE, tiled::KEY_TILE), (128, 256));
     attention_case(2, 2, 130, 600);
     // One key per item: its weight is 1 whatever its score. The last two
     // items' only keys are padding, so all their keys are.

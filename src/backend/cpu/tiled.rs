@@ -14,10 +14,11 @@ use super::matmul::{product, SharedMut};
 use super::rows::*;
 
 /// Query rows per tile.
-pub(super) const QUERY_TILE: usize = 64;
+pub(super) const QUERY_TILE: usize = 128;
 /// Keys per tile. With [`QUERY_TILE`] rows, a tile of scores and one of
-/// their gradients take 64 KiB each, so the backward pass's working set
-/// stays in a core's L2 cache.
+/// their gradients take 128 KiB each, so the backward pass's working set
+/// stays in a core's L2 cache (the book's performance chapter has the
+/// tile sizes tried).
 pub(super) const KEY_TILE: usize = 256;
 
 /// Row ranges of `len` rows in tiles of `tile`.
