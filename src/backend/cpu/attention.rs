@@ -225,7 +225,7 @@ impl HeadDims {
         p: &mut [f32],
         out: *mut f32,
     ) {
-        let Self { h, sq, sk, dv, .. } = *self;
+        let Self { h, sk, dv, .. } = *self;
         let (_, _, ov, oo) = self.offsets(task);
         let vw = h * dv;
         for rows in self.chunks() {
