@@ -18,7 +18,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::infer::RunOptions;
 use crate::plot::stock;
-use crate::{Backend, Grid, Model, OutputDistribution, Preset, SpatialSignal};
+use crate::{Backend, Grid, Model, Observations, OutputDistribution, Preset, SpatialSignal};
 
 /// Which part of a data set to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +182,18 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
             |signal, x, rng| self.observe(signal, x, rng),
         );
         stock::pictures(model, &rows, &self.grid(), &sizes, out_dir, options)
+    }
+
+    /// The exact posterior predictive at each of `queries` given `observed`,
+    /// as a mean and a standard deviation per query, for a domain that knows
+    /// it (the polynomial domain's Bayes posterior); `None`, the default, for
+    /// one that does not. The `serve` page draws it beside the model's.
+    fn exact_posterior(
+        &self,
+        _observed: &Observations<P, V>,
+        _queries: &[[f32; P]],
+    ) -> Option<Result<Vec<([f32; V], [f32; V])>>> {
+        None
     }
 
     /// Evaluates a model on held-out signals (the `eval` command): returns a
