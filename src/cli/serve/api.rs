@@ -5,7 +5,7 @@
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::domain::{config_to_json, Domain, Split};
 use crate::infer::predict::{fixed, Limits};
@@ -105,10 +105,17 @@ pub(super) fn signal<const P: usize, const V: usize, Dm: Domain<P, V>>(
         ));
     }
     let signal = domain.draw_signal(Split::Test, &mut ChaCha8Rng::seed_from_u64(seed));
-    let values: Vec<f32> = (0..grid.len())
+    // Serialised as f32 (`json!` would widen them, "0.003921569" to
+    // "0.003921568859368563"): the page reads them as such.
+    #[derive(Serialize)]
+    struct Signal {
+        seed: u64,
+        values: Vec<f32>,
+    }
+    let values = (0..grid.len())
         .flat_map(|i| signal.value_at(grid.position(i)))
         .collect();
-    Ok(serde_json::json!({ "seed": seed, "values": values }).to_string())
+    Ok(serde_json::to_string(&Signal { seed, values }).expect("numbers serialise"))
 }
 
 /// Observations and queries, as in a `predict` request.
@@ -151,11 +158,16 @@ pub(super) fn posterior<const P: usize, const V: usize, Dm: Domain<P, V>>(
     let Some(answer) = domain.exact_posterior(&observed, &queries) else {
         return Ok(None);
     };
-    let (mean, std): (Vec<[f32; V]>, Vec<[f32; V]>) =
-        answer.map_err(|e| e.to_string())?.into_iter().unzip();
-    Ok(Some(
-        serde_json::json!({ "mean": mean.iter().map(|m| m.to_vec()).collect::<Vec<_>>(),
-                            "std": std.iter().map(|s| s.to_vec()).collect::<Vec<_>>() })
-        .to_string(),
-    ))
+    #[derive(Serialize)]
+    struct Posterior {
+        mean: Vec<Vec<f32>>,
+        std: Vec<Vec<f32>>,
+    }
+    let (mean, std) = answer
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(m, s)| (m.to_vec(), s.to_vec()))
+        .unzip();
+    let json = serde_json::to_string(&Posterior { mean, std }).expect("numbers serialise");
+    Ok(Some(json))
 }
