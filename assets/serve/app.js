@@ -20,6 +20,8 @@ const state = {
   predictions: 0,
   drawn: 0,
 };
+// For the browser tests, and for a look from the developer console.
+window.pixelTransformer = state;
 
 // ---------- helpers ----------
 
@@ -95,10 +97,28 @@ function channel() {
   return $("channel") ? num("channel") : 0;
 }
 
+// Values on both sides of 0 (signed distances, say) are drawn with a
+// diverging map, so that the zero level (a surface) shows: below 0 blue,
+// 0 white, above 0 fading to black.
+function diverging() {
+  const [lo, hi] = state.info.value_range;
+  return state.info.values !== 3 && lo < 0 && hi > 0;
+}
+
 function rgbOf(value) {
   const V = state.info.values;
   if (V === 3) return value.map((v) => Math.round(255 * unit(v)));
-  const g = Math.round(255 * unit(value[V === 1 ? 0 : channel()]));
+  const v = value[V === 1 ? 0 : channel()];
+  if (diverging()) {
+    const [lo, hi] = state.info.value_range;
+    if (v < 0) {
+      const t = Math.min(1, v / lo);
+      return [255 - 225 * t, 255 - 165 * t, 255 - 55 * t].map(Math.round);
+    }
+    const g = Math.round(255 * (1 - Math.sqrt(Math.min(1, v / hi))));
+    return [g, g, g];
+  }
+  const g = Math.round(255 * unit(v));
   return [g, g, g];
 }
 
@@ -557,7 +577,8 @@ function controls() {
     for (let a = 2; a < P; a++) {
       const n = info.grid[a];
       state.slice.push(Math.floor(n / 2));
-      const name = ["z", "t"][a - 2] || `axis ${a}`;
+      // The trait names no axes: the third is z for volumes, t for videos.
+      const name = a === 2 ? "axis 2 (z or t)" : `axis ${a}`;
       const slider = el("input", { id: `slice-${a}`, type: "range", min: "0", max: String(n - 1),
         value: String(state.slice[a - 2]) });
       const shown = el("span", { text: `${state.slice[a - 2] + 1} of ${n}` });
@@ -568,7 +589,7 @@ function controls() {
         draw();
         predict();
       });
-      parts.push(el("fieldset", {}, el("legend", { text: "Slice" }), labelled(`${name} / axis ${a}`, slider), shown));
+      parts.push(el("fieldset", {}, el("legend", { text: "Slice" }), labelled(name, slider), shown));
     }
   }
   if (P === 1 ? V > 1 : V !== 1 && V !== 3) {
@@ -663,7 +684,8 @@ function views() {
   box.replaceChildren(
     el("div", { class: "row" },
       el("figure", {}, observed, el("figcaption", { text: "observed" + slice })),
-      el("figure", {}, grid("mean"), el("figcaption", { text: "mean" + slice })),
+      el("figure", {}, grid("mean"), el("figcaption", { text: "mean" + slice +
+        (diverging() ? " (below 0 blue, 0 white, above 0 grey to black)" : "") })),
       el("figure", {}, grid("std"), el("figcaption", { id: "std-caption", text: "std" }))),
     el("figure", {}, el("div", { id: "samples", class: "row" }), el("figcaption", { text: "samples" + slice })),
   );
