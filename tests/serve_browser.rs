@@ -152,6 +152,15 @@ fn image_page(browser: &Browser, url: &str, colour: Option<[u8; 3]>, name: &str)
     browser.click("#show-hidden");
     sample(browser, 4);
     shoot(browser, name);
+    // A picture of the user's own (here: that screenshot) becomes the signal.
+    let picture = screenshots().join(format!("{name}.png"));
+    browser.run("pixelTransformer.signal = null;");
+    browser.upload("#png", &picture);
+    browser.wait_for("return pixelTransformer.signal !== null;", 30);
+    let cells = w * h * state(browser, "info.values").as_i64().unwrap();
+    assert_eq!(state(browser, "signal.length"), json!(cells));
+    let status = browser.run("return document.getElementById('status').textContent;");
+    assert!(status.as_str().unwrap().contains("loaded as"), "{status}");
     // Undo takes the last observation back.
     let predicted = state(browser, "predictions");
     browser.click("#undo");
@@ -213,6 +222,10 @@ fn volume_page(browser: &Browser, url: &str, observe: usize, name: &str) {
         mean,
         "another slice, the same mean"
     );
+    // Back to the middle slice, for the picture.
+    let predicted = state(browser, "predictions");
+    set(browser, "slice-2", &(n / 2).to_string());
+    wait_predicted(browser, &predicted);
     browser.click("#show-hidden");
     sample(browser, 2);
     shoot(browser, name);

@@ -75,7 +75,7 @@ impl Browser {
         }
         let mut options = json!({
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1320,1000",
+                     "--disable-dev-shm-usage", "--window-size=1320,900",
                      "--force-device-scale-factor=1"]
         });
         if let Some(binary) = find_program(&["chromium", "chromium-browser", "google-chrome"]) {
@@ -171,6 +171,18 @@ impl Browser {
             }]}),
         );
         self.session_command("DELETE", "/actions", json!({}));
+    }
+
+    /// Chooses the file at `path` in the file input `css` matches.
+    pub fn upload(&self, css: &str, path: &Path) {
+        let element = self.element(css);
+        let id = element[ELEMENT].as_str().unwrap().to_string();
+        let text = path.display().to_string();
+        self.session_command(
+            "POST",
+            &format!("/element/{id}/value"),
+            json!({ "text": text }),
+        );
     }
 
     /// Saves a screenshot of the window as a PNG.
