@@ -5,7 +5,7 @@
 //! command-line options and as what checkpoints store), seeded train/test
 //! signal streams, a dense grid, default hyper-parameters, and pictures.
 //! Implement [`Domain`] for your signal type and [`crate::cli::run`] gives
-//! you `train`, `sample`, `eval`, `export`, `limits` and `predict`; the
+//! you `train`, `sample`, `eval`, `export`, `limits`, `predict` and `serve`; the
 //! defaults draw stock pictures and evaluate the held-out likelihood, so a
 //! domain writes only what is particular to it.
 
