@@ -31,6 +31,10 @@ pub enum Split {
 
 pub use crate::signal::SetSizes;
 
+/// A mean and a standard deviation at one position
+/// ([`Domain::exact_posterior`]).
+pub type MeanStd<const V: usize> = ([f32; V], [f32; V]);
+
 /// Hyper-parameters a domain suggests; every one can be overridden on the
 /// command line. Start from [`Default`] and name only what you change:
 ///
@@ -192,7 +196,7 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
         &self,
         _observed: &Observations<P, V>,
         _queries: &[[f32; P]],
-    ) -> Option<Result<Vec<([f32; V], [f32; V])>>> {
+    ) -> Option<Result<Vec<MeanStd<V>>>> {
         None
     }
 

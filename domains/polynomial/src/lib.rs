@@ -141,7 +141,7 @@ impl Domain<1, 1> for PolynomialDomain {
         &self,
         observed: &Observations<1, 1>,
         queries: &[[f32; 1]],
-    ) -> Option<Result<Vec<([f32; 1], [f32; 1])>>> {
+    ) -> Option<Result<Vec<pixel_transformer::domain::MeanStd<1>>>> {
         let xs: Vec<f64> = observed.positions.iter().map(|x| x[0] as f64).collect();
         let ys: Vec<f64> = observed.values.iter().map(|v| v[0] as f64).collect();
         let noise = self.config.noise_std as f64;

@@ -61,7 +61,7 @@ fn value_range<const P: usize, const V: usize, Dm: Domain<P, V>>(domain: &Dm) ->
             }
         }
     }
-    if !(lo < hi) {
+    if lo >= hi {
         // A constant (or empty) signal: any span around it will do.
         let centre = if lo.is_finite() { lo } else { 0.0 };
         return [centre - 0.5, centre + 0.5];
