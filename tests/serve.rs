@@ -10,7 +10,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use pixel_transformer::infer::predict::Limits;
 use pixel_transformer_image::ImageDomain;
 use pixel_transformer_polynomial::PolynomialDomain;
 use serde_json::{json, Value};
@@ -95,14 +94,7 @@ fn predict_over_http_answers_exactly_as_the_predict_command() {
     }
     // Too many queries or observations: the same limits and messages.
     server.stop().unwrap();
-    let (domain, model, limits) =
-        support::load::<2, 1, ImageDomain<1>>(&support::pretrained(MNIST));
-    let small = Limits {
-        max_queries: 4,
-        max_observations: 3,
-        ..limits
-    };
-    let server = support::start(domain, model, support::test_options(small));
+    let server = support::serve_mnist_limited(4, 3);
     for (request, flags) in [
         (mnist_request(1, 2, Some(5)), ["--max-queries", "4"]),
         (mnist_request(1, 4, Some(2)), ["--max-observations", "3"]),
@@ -213,14 +205,7 @@ fn read_until_closed(stream: &mut TcpStream, seconds: u64) -> String {
 
 #[test]
 fn misbehaving_clients_neither_crash_nor_stall_the_server() {
-    let (domain, model, limits) =
-        support::load::<2, 1, ImageDomain<1>>(&support::pretrained(MNIST));
-    let small = Limits {
-        max_queries: 1000,
-        max_observations: 1000,
-        ..limits
-    };
-    let server = support::start(domain, model, support::test_options(small));
+    let server = support::serve_mnist_limited(1000, 1000);
     let addr = server.addr();
 
     // A body larger than the limit, declared: refused before it is sent.

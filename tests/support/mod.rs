@@ -119,6 +119,17 @@ pub fn serve_pretrained<const P: usize, const V: usize, Dm: Domain<P, V>>(
     start(domain, model, test_options(limits))
 }
 
+/// Serves the shipped MNIST model with smaller per-request limits.
+pub fn serve_mnist_limited(max_queries: usize, max_observations: usize) -> Server {
+    let (domain, model, limits) = load::<2, 1, ImageDomain<1>>(&pretrained(MNIST));
+    let limits = Limits {
+        max_queries,
+        max_observations,
+        ..limits
+    };
+    start(domain, model, test_options(limits))
+}
+
 /// A `predict` request on MNIST test image `seed`: `observed` of its pixels
 /// (drawn with that seed), the first `queries` cells of the grid (all of
 /// them for `None`).
