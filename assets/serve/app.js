@@ -19,6 +19,7 @@ const state = {
   dirty: false,
   predictions: 0,
   drawn: 0,
+  generation: 0, // counts changes to the observations
 };
 // For the browser tests, and for a look from the developer console.
 window.pixelTransformer = state;
@@ -222,6 +223,7 @@ async function predict() {
 }
 
 function changed() {
+  state.generation += 1;
   $("count").textContent = String(state.observed.length);
   document.body.dataset.observed = String(state.observed.length);
   state.samples = [];
@@ -240,10 +242,13 @@ async function drawSamples() {
   button.disabled = true;
   state.samples = [];
   const started = performance.now();
+  const generation = state.generation;
   try {
     for (let i = 0; i < n; i++) {
       status(`drawing sample ${i + 1} of ${n} (${exact ? "exact" : "hybrid"})…`);
       const answer = await call("/predict", request({ ...extra, seed: num("seed") + i }));
+      // Samples of observations (or of a slice) since changed are stale.
+      if (state.generation !== generation) throw new Error("the observations changed: sampling stopped");
       state.samples.push(answer.samples[0]);
       state.drawn += 1;
       draw();
@@ -584,6 +589,7 @@ function controls() {
       const shown = el("span", { text: `${state.slice[a - 2] + 1} of ${n}` });
       slider.addEventListener("input", () => {
         state.slice[a - 2] = Number(slider.value);
+        state.generation += 1;
         shown.textContent = `${state.slice[a - 2] + 1} of ${n}`;
         state.samples = [];
         draw();
