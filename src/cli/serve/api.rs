@@ -28,7 +28,8 @@ pub(super) fn info<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
         "positions": P,
         "values": V,
         "grid": domain.grid().shape.to_vec(),
-        "value_range": value_range(domain),
+        // As f32 prints them ("-1.0415498", not "-1.041549801826477").
+        "value_range": value_range(domain).map(|x| x.to_string().parse::<f64>().unwrap_or(0.0)),
         "exact_posterior": has_exact_posterior(domain),
         "settings": config_to_json::<P, V, Dm>(&domain.config()).ok(),
         "trained_observed": sets.map(|s| [s.min_observed, s.max_observed]),
