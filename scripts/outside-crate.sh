@@ -51,6 +51,24 @@ check() {  # check <name> <the pixel-transformer dependency line>
     echo '{"positions": [[-0.5], [0.5]], "values": [[0.2], [-0.4]], "queries": [[0.0]]}' \
       | "$bin" predict --out runs/audio | tee predict.log
     grep -q '"mean"' predict.log
+    # The interactive page asks nothing more of the crate: serve it, read
+    # /info (plain bash, no HTTP client needed), stop it.
+    "$bin" serve --out runs/audio --port 0 >serve.log 2>&1 &
+    local server=$! port=""
+    for _ in $(seq 300); do
+      port=$(grep -o 'http://127.0.0.1:[0-9]*' serve.log | grep -o '[0-9]*$' || true)
+      [ -n "$port" ] && break
+      sleep 0.1
+    done
+    if [ -z "$port" ]; then
+      kill "$server"; cat serve.log; echo "outside-crate: serve did not start" >&2; exit 1
+    fi
+    exec 3<>"/dev/tcp/127.0.0.1/$port"
+    printf 'GET /info HTTP/1.0\r\nHost: x\r\n\r\n' >&3
+    cat <&3 | tee info.log
+    exec 3<&-
+    kill "$server"
+    grep -q '"positions":1' info.log
   )
 }
 

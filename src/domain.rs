@@ -5,7 +5,7 @@
 //! command-line options and as what checkpoints store), seeded train/test
 //! signal streams, a dense grid, default hyper-parameters, and pictures.
 //! Implement [`Domain`] for your signal type and [`crate::cli::run`] gives
-//! you `train`, `sample`, `eval`, `export`, `limits` and `predict`; the
+//! you `train`, `sample`, `eval`, `export`, `limits`, `predict` and `serve`; the
 //! defaults draw stock pictures and evaluate the held-out likelihood, so a
 //! domain writes only what is particular to it.
 
@@ -18,7 +18,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::infer::RunOptions;
 use crate::plot::stock;
-use crate::{Backend, Grid, Model, OutputDistribution, Preset, SpatialSignal};
+use crate::{Backend, Grid, Model, Observations, OutputDistribution, Preset, SpatialSignal};
 
 /// Which part of a data set to draw from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,6 +30,10 @@ pub enum Split {
 }
 
 pub use crate::signal::SetSizes;
+
+/// A mean and a standard deviation at one position
+/// ([`Domain::exact_posterior`]).
+pub type MeanStd<const V: usize> = ([f32; V], [f32; V]);
 
 /// Hyper-parameters a domain suggests; every one can be overridden on the
 /// command line. Start from [`Default`] and name only what you change:
@@ -182,6 +186,18 @@ pub trait Domain<const P: usize, const V: usize>: Sized + Send + Sync + 'static 
             |signal, x, rng| self.observe(signal, x, rng),
         );
         stock::pictures(model, &rows, &self.grid(), &sizes, out_dir, options)
+    }
+
+    /// The exact posterior predictive at each of `queries` given `observed`,
+    /// as a mean and a standard deviation per query, for a domain that knows
+    /// it (the polynomial domain's Bayes posterior); `None`, the default, for
+    /// one that does not. The `serve` page draws it beside the model's.
+    fn exact_posterior(
+        &self,
+        _observed: &Observations<P, V>,
+        _queries: &[[f32; P]],
+    ) -> Option<Result<Vec<MeanStd<V>>>> {
+        None
     }
 
     /// Evaluates a model on held-out signals (the `eval` command): returns a

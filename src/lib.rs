@@ -7,8 +7,8 @@
 //! Signal Generation", ICML 2021).
 //!
 //! A new signal type implements [`SpatialSignal`] and [`Domain`];
-//! [`cli::run`] then gives it `train`, `sample`, `eval`, `export`, `limits`
-//! and `predict`.
+//! [`cli::run`] then gives it `train`, `sample`, `eval`, `export`, `limits`,
+//! `predict` and `serve` (an interactive page).
 //!
 //! The layers, each importing only from the ones before it:
 //! - [`error`], [`io`]: the error type, atomic writes;

@@ -229,13 +229,48 @@ pub enum Command {
         /// Answers file [default: standard output].
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Most queries one request may ask.
-        #[arg(long, default_value_t = 1 << 18, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
-        max_queries: usize,
-        /// Most observations one request may give (memory grows with them).
-        #[arg(long, default_value_t = 1 << 14, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
-        max_observations: usize,
+        /// Per-request limits.
+        #[command(flatten)]
+        limits: RequestLimits,
     },
+    /// Serve an interactive page (paint observations, watch the mean, the
+    /// uncertainty and samples) and `POST /predict` over HTTP.
+    Serve {
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on. The default keeps the server on this
+        /// machine; another (e.g. 0.0.0.0) lets other machines reach it, and
+        /// it has no authentication.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// Per-request limits.
+        #[command(flatten)]
+        limits: RequestLimits,
+    },
+}
+
+/// What one `predict` or `serve` request may ask.
+#[derive(Debug, Clone, Args)]
+pub struct RequestLimits {
+    /// Most queries one request may ask.
+    #[arg(long, default_value_t = 1 << 18, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
+    pub max_queries: usize,
+    /// Most observations one request may give (memory grows with them).
+    #[arg(long, default_value_t = 1 << 14, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
+    pub max_observations: usize,
+}
+
+impl RequestLimits {
+    /// These limits, with the training sets a model saw (for warnings).
+    pub fn limits(&self, trained_sets: crate::SetSizes) -> crate::infer::predict::Limits {
+        crate::infer::predict::Limits {
+            max_queries: self.max_queries,
+            max_observations: self.max_observations,
+            trained_sets: Some(trained_sets),
+            ..Default::default()
+        }
+    }
 }
 
 /// The full command line of a domain's program.

@@ -488,17 +488,11 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         Some(Command::Predict {
             input,
             output,
-            max_queries,
-            max_observations,
+            limits,
         }) => {
             require_checkpoint(&existing, "predict")?;
             let (_, model, trained_sets) = load_model::<P, V, Dm, D>(&existing, &device)?;
-            let limits = crate::infer::predict::Limits {
-                max_queries: *max_queries,
-                max_observations: *max_observations,
-                trained_sets: Some(trained_sets),
-                ..Default::default()
-            };
+            let limits = limits.limits(trained_sets);
             let source = input
                 .as_ref()
                 .map_or("<stdin>".to_string(), |p| p.display().to_string());
@@ -521,6 +515,30 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                     run_with(&model, reader, stdout, &source, &limits)?;
                 }
             }
+        }
+        Some(Command::Serve { port, host, limits }) => {
+            require_checkpoint(&existing, "serve")?;
+            let (domain, model, trained_sets) = load_model::<P, V, Dm, D>(&existing, &device)?;
+            let options = super::serve::ServeOptions {
+                host: host.clone(),
+                port: *port,
+                limits: limits.limits(trained_sets),
+                ..Default::default()
+            };
+            super::serve::serve(&domain, &model, &options, |serving| {
+                if !serving.addr.ip().is_loopback() {
+                    eprintln!(
+                        "warning: listening on {}, which other machines may reach; the server \
+                         has no authentication and answers whoever connects",
+                        serving.addr
+                    );
+                }
+                println!(
+                    "serving the {} model at {} (Ctrl-C stops)",
+                    Dm::NAME,
+                    serving.url()
+                );
+            })?;
         }
         None => {
             // The main job: train with the domain's defaults (or load the given

@@ -1,15 +1,17 @@
 //! The generic command line: `train`, `sample`, `eval`, `export`, `limits`,
-//! `predict`, and the domain's main job when no subcommand is given.
+//! `predict`, `serve`, and the domain's main job when no subcommand is given.
 //!
 //! A domain's program is one line, `pixel_transformer::cli::run::<P, V, MyDomain>()`
 //! (or [`run_grey_or_colour`] when the data decide the value dimension).
 //!
 //! - `args`: the options ([`Cli`], [`CommonArgs`], [`Command`]);
-//! - `commands`: what each command does.
+//! - `commands`: what each command does;
+//! - [`serve`]: the interactive page and HTTP server.
 
 mod args;
 mod commands;
 pub mod parse;
+pub mod serve;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -19,7 +21,7 @@ use anyhow::bail;
 use clap::Parser;
 use dfdx::prelude::*;
 
-pub use args::{Cli, Command, CommonArgs, DeviceKind};
+pub use args::{Cli, Command, CommonArgs, DeviceKind, RequestLimits};
 
 use crate::domain::{config_from_json, config_to_json, Domain};
 use crate::train::checkpoint;

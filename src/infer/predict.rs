@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! {"positions": [[..P]..], "values": [[..V]..], "queries": [[..P]..],
-//!  "truth": [[..V]..], "mode": true, "components": true, "samples": 3, "seed": 7}
+//!  "truth": [[..V]..], "mode": true, "components": true, "samples": 3, "seed": 7,
+//!  "autoregressive": 64, "temperature": 0.9}
 //! ```
 //!
 //! Only `queries` is required. Each output line, in the same order, is
@@ -13,7 +14,10 @@
 //! (the most likely value per query), `components` (per query, the mixture's
 //! bin probabilities, means and sigmas), `samples` (whole joint samples at
 //! the queries, drawn one value at a time in a random order, seeded by
-//! `seed`, default 0), and `warnings` (inputs outside what the model was
+//! `seed`, default 0; with `autoregressive: k` only the first `k` of each
+//! sample are drawn and the rest take the mean given them (hybrid sampling),
+//! and `temperature`, default 1, sharpens (below 1) each draw's bin choice),
+//! and `warnings` (inputs outside what the model was
 //! trained on: positions outside `[-1, 1]`, values outside the range its bins
 //! cover, `|S|` outside its training range).
 //!
@@ -47,6 +51,8 @@ struct Request {
     samples: usize,
     #[serde(default)]
     seed: u64,
+    autoregressive: Option<usize>,
+    temperature: Option<f32>,
 }
 
 /// One answer line.
@@ -99,7 +105,9 @@ impl Default for Limits {
     }
 }
 
-fn fixed<const N: usize>(
+/// Rows of `N` finite numbers from a request's field, or a message naming
+/// the first row that is not.
+pub(crate) fn fixed<const N: usize>(
     rows: Vec<Vec<f32>>,
     field: &str,
 ) -> std::result::Result<Vec<[f32; N]>, String> {
@@ -158,14 +166,22 @@ pub fn answer_line_with<const P: usize, const V: usize, D: Backend, O: OutputDis
             limits.max_observations
         ));
     }
-    if req.samples.saturating_mul(req.queries.len()) > limits.max_sampled_values {
+    let drawn = req
+        .autoregressive
+        .map_or(req.queries.len(), |k| k.min(req.queries.len()));
+    if req.samples.saturating_mul(drawn) > limits.max_sampled_values {
         return Err(format!(
-            "{} samples of {} queries: {} values drawn one network pass each, more than the \
-             {} a request may ask",
+            "{} samples of {drawn} drawn values: {} values drawn one network pass each, more \
+             than the {} a request may ask",
             req.samples,
-            req.queries.len(),
-            req.samples.saturating_mul(req.queries.len()),
+            req.samples.saturating_mul(drawn),
             limits.max_sampled_values
+        ));
+    }
+    let temperature = req.temperature.unwrap_or(1.0);
+    if !(temperature > 0.0 && temperature.is_finite()) {
+        return Err(format!(
+            "`temperature` must be a positive number, got {temperature}"
         ));
     }
     let positions = fixed::<P>(req.positions, "positions")?;
@@ -200,7 +216,8 @@ pub fn answer_line_with<const P: usize, const V: usize, D: Backend, O: OutputDis
         .then(|| {
             let options = SampleOptions {
                 samples: req.samples,
-                autoregressive: None,
+                autoregressive: req.autoregressive,
+                temperature,
                 seed: req.seed,
                 ..SampleOptions::default()
             };

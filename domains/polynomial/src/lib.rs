@@ -20,8 +20,8 @@ mod render;
 use std::path::{Path, PathBuf};
 
 use pixel_transformer::{
-    Backend, Domain, DomainDefaults, Error, Grid, Model, OutputDistribution, Result, RunOptions,
-    SetSizes, SpatialSignal, Split,
+    Backend, Domain, DomainDefaults, Error, Grid, Model, Observations, OutputDistribution, Result,
+    RunOptions, SetSizes, SpatialSignal, Split,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -135,6 +135,29 @@ impl Domain<1, 1> for PolynomialDomain {
         dir.join(pixel_transformer::train::checkpoint::FILE_NAME)
             .exists()
             .then_some(dir)
+    }
+
+    fn exact_posterior(
+        &self,
+        observed: &Observations<1, 1>,
+        queries: &[[f32; 1]],
+    ) -> Option<Result<Vec<pixel_transformer::domain::MeanStd<1>>>> {
+        let xs: Vec<f64> = observed.positions.iter().map(|x| x[0] as f64).collect();
+        let ys: Vec<f64> = observed.values.iter().map(|v| v[0] as f64).collect();
+        let noise = self.config.noise_std as f64;
+        Some(
+            bayes::BayesPosterior::fit(&xs, &ys, noise, bayes::NOISE_FREE_JITTER)
+                .map_err(Error::invalid)
+                .map(|posterior| {
+                    queries
+                        .iter()
+                        .map(|q| {
+                            let (mean, var) = posterior.predict(q[0] as f64);
+                            ([mean as f32], [var.sqrt() as f32])
+                        })
+                        .collect()
+                }),
+        )
     }
 
     fn render<D: Backend, O: OutputDistribution<1>>(
