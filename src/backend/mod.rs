@@ -69,11 +69,11 @@ pub const KEEP_WEIGHTS_MAX_BYTES: usize = 32 << 20;
 /// programs leave [`AttentionKernel::Auto`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttentionKernel {
-    /// In training, keep the weights when they take at most
-    /// [`KEEP_WEIGHTS_MAX_BYTES`]; tiled otherwise, and at inference.
+    /// Whole rows of weights (kept for the backward pass in training) when
+    /// they take at most [`KEEP_WEIGHTS_MAX_BYTES`]; tiled otherwise.
     Auto,
-    /// In training, the kernel that keeps the weights for the backward pass
-    /// (memory `batch · heads · |Q| · |S|`); tiled at inference.
+    /// Whole rows of weights, kept for the backward pass in training
+    /// (memory `batch · heads · |Q| · |S|`).
     KeepWeights,
     /// The tiled kernel (memory linear in `|Q|` and `|S|`).
     Tiled,

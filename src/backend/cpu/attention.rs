@@ -1,9 +1,8 @@
 //! Fused multi-head attention on the CPU. Training over small sets keeps
 //! the attention weights for the backward pass, which then needs no second
 //! score product: one rayon task per (item, head), reading its head's
-//! columns in place, in cache-sized chunks of query rows. Larger sets, and
-//! inference, go to the [`tiled`] kernel, whose memory is linear in the set
-//! sizes.
+//! columns in place, in cache-sized chunks of query rows. Larger sets go to
+//! the [`tiled`] kernel, whose memory is linear in the set sizes.
 
 use dfdx::prelude::*;
 use rayon::prelude::*;
@@ -15,9 +14,9 @@ use super::rows::*;
 use super::tiled;
 use crate::backend::{AttentionShape, Flat};
 
-/// [`Backend::attention`] on the CPU: in training, keeping the attention
-/// weights for the backward pass when they take at most `keep_max_bytes`;
-/// otherwise, and at inference, tiled.
+/// [`Backend::attention`] on the CPU: tiled when the attention weights
+/// would take more than `keep_max_bytes`; otherwise by whole rows of
+/// weights, kept for the backward pass in training.
 pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
     q: Flat<Cpu, T>,
     k: Flat<Cpu, T>,
@@ -51,9 +50,7 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
     let (qh, kh, vh) = (host(&q), host(&k), host(&v));
     let bias = key_bias.map(host);
     let block = sq * sk;
-    // Inference has no weights to keep: it always runs tiled (as fast as
-    // the rows of whole weights it replaced, and parallel over query tiles).
-    if !T::OWNS_TAPE || b * h * block * 4 > keep_max_bytes {
+    if b * h * block * 4 > keep_max_bytes {
         return tiled_attention(q, k, v, s, bias, tape, dims);
     }
     // Small sets: the weights are kept for the backward pass, which then
@@ -66,6 +63,17 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
         // SAFETY: task (i, j) writes only rows i·sq.. and columns j·dv.. of `out`.
         unsafe { dims.forward(task, &qh, &kh, &vh, s.scale, kb, p, out_ptr.at(0)) };
     };
+    if !T::OWNS_TAPE {
+        // Inference keeps nothing: each task reuses one chunk of scratch per
+        // thread. (Exact sampling's sets are small, and whole rows of
+        // weights measured a little faster there than tiles.)
+        (0..b * h).into_par_iter().for_each_init(
+            || vec![0.0f32; dims.chunk_rows() * sk],
+            |p, task| forward(task, p),
+        );
+        let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
+        return out.put_tape(tape);
+    }
     // Each task zeroes and fills its own block.
     let kept = par_build(b * h * block, block, |at, p| forward(at / block.max(1), p));
     let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
@@ -207,8 +215,9 @@ impl HeadDims {
         softmax_rows(p, sk, key_bias);
     }
 
-    /// Task `(i, j)`'s output block, `p v`, into `out`, chunk by chunk, and
-    /// its weights into `p` (the whole `sq × sk` block), to keep.
+    /// Task `(i, j)`'s output block, `p v`, into `out`, chunk by chunk. `p`
+    /// is either the whole `sq × sk` block (the weights are written there,
+    /// to keep) or scratch for one chunk.
     ///
     /// # Safety
     /// `out` must point to the whole output; no other task may write this
@@ -225,12 +234,17 @@ impl HeadDims {
         p: &mut [f32],
         out: *mut f32,
     ) {
-        let Self { h, sk, dv, .. } = *self;
+        let Self { h, sq, sk, dv, .. } = *self;
         let (_, _, ov, oo) = self.offsets(task);
         let vw = h * dv;
+        let whole = p.len() >= sq * sk;
         for rows in self.chunks() {
             let n = rows.len();
-            let pc = &mut p[rows.start * sk..rows.end * sk];
+            let pc = if whole {
+                &mut p[rows.start * sk..rows.end * sk]
+            } else {
+                &mut p[..n * sk]
+            };
             self.probabilities(task, rows.clone(), q, k, scale, key_bias, pc);
             product(
                 (n, dv, sk),
