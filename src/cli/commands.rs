@@ -582,6 +582,8 @@ fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend
     options: &TrainOptions,
 ) -> anyhow::Result<()> {
     let (s, c) = (&state.settings, state.model.config());
+    // A batch that does not split over the ranks is refused before anything is said.
+    crate::train::distributed::micro_batch(s.batch_size, options.ranks.size(), options.accumulate)?;
     let writes = options.ranks.writes();
     let spread = match (options.ranks.size(), options.accumulate) {
         (1, 1) => String::new(),

@@ -74,11 +74,13 @@ impl Mpi {
         self.local_rank
     }
 
-    /// The MPI library this program was built against (its version line).
+    /// The MPI library this program was built against: its name and
+    /// version (`Open MPI v4.1.4`, `MPICH Version: 4.0`).
     pub fn library() -> String {
-        mpi::environment::library_version()
-            .unwrap_or_default()
-            .lines()
+        let full = mpi::environment::library_version().unwrap_or_default();
+        let first = full.lines().next().unwrap_or_default();
+        first
+            .split(',')
             .next()
             .unwrap_or_default()
             .trim()
