@@ -21,6 +21,8 @@ use pixel_transformer_polynomial::PolynomialDomain;
 
 /// The rank's command line, its arguments separated by `\x1f`.
 const ARGS_ENV: &str = "PT_MPI_TEST_ARGS";
+/// The rank's program: `polynomial` (the default), `image`, `sdf` or `video`.
+const PROGRAM_ENV: &str = "PT_MPI_TEST_PROGRAM";
 /// Longest any `mpirun` of these tests may take before it counts as stuck.
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -29,9 +31,8 @@ const LIMIT: Duration = Duration::from_secs(180);
 #[ignore = "a rank of the runs the other tests start under mpirun"]
 fn rank() {
     let args = std::env::var(ARGS_ENV).expect("started by the other tests, with PT_MPI_TEST_ARGS");
-    let args = std::iter::once("polynomial").chain(args.split('\x1f'));
-    let outcome =
-        pixel_transformer::cli::run_from::<1, 1, PolynomialDomain, _, _>(args.map(str::to_string));
+    let program = std::env::var(PROGRAM_ENV).unwrap_or_else(|_| "polynomial".into());
+    let outcome = run_program(&program, &args.split('\x1f').collect::<Vec<_>>());
     // Exit with the program's status (MPI has ended by now).
     let code = pixel_transformer::cli::report(outcome);
     std::process::exit(if code == std::process::ExitCode::SUCCESS {
@@ -128,10 +129,29 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// The command line of a domain's program (as in `examples/`) on `args`.
+fn run_program(program: &str, args: &[&str]) -> anyhow::Result<()> {
+    use pixel_transformer::cli::{run_from, run_grey_or_colour_from};
+    use pixel_transformer_image::ImageDomain;
+    use pixel_transformer_sdf::SdfDomain;
+    use pixel_transformer_video::VideoDomain;
+    let argv = std::iter::once(program).chain(args.iter().copied());
+    match program {
+        "polynomial" => run_from::<1, 1, PolynomialDomain, _, _>(argv),
+        "image" => {
+            run_grey_or_colour_from::<2, ImageDomain<1>, ImageDomain<3>, _, _>(argv).map(|_| ())
+        }
+        "sdf" => run_from::<3, 1, SdfDomain, _, _>(argv),
+        "video" => {
+            run_grey_or_colour_from::<3, VideoDomain<1>, VideoDomain<3>, _, _>(argv).map(|_| ())
+        }
+        other => panic!("no program {other}"),
+    }
+}
+
 /// Runs `args` as one process, here.
 fn one_process(args: &[&str]) {
-    let args = std::iter::once("polynomial").chain(args.iter().copied());
-    pixel_transformer::cli::run_from::<1, 1, PolynomialDomain, _, _>(args).unwrap();
+    run_program("polynomial", args).unwrap();
 }
 
 fn path(dir: &Path, name: &str) -> String {
@@ -332,6 +352,50 @@ fn evaluation_shared_by_ranks_reports_what_one_process_does() {
     one_process(&strs(&eval(&one)));
     let csv = |d: &str| std::fs::read_to_string(Path::new(d).join("eval.csv")).unwrap();
     assert_eq!(csv(&two), csv(&one));
+}
+
+#[test]
+fn every_domains_benchmark_shared_by_ranks_reports_what_one_process_does() {
+    if !have_mpirun() {
+        return;
+    }
+    // The shipped checkpoints, on a few held-out items: 9 images (sampling
+    // groups of 8 and 1), 3 shapes, 3 clips.
+    let runs: [(&str, &[&str]); 3] = [
+        (
+            "image",
+            &[
+                "--eval-count",
+                "9",
+                "--eval-samples",
+                "1",
+                "--eval-autoregressive",
+                "2",
+            ],
+        ),
+        ("sdf", &["--eval-count", "3"]),
+        ("video", &["--eval-count", "3"]),
+    ];
+    for (program, options) in runs {
+        let dir = tempfile::tempdir().unwrap();
+        let (one, two) = (path(dir.path(), "one"), path(dir.path(), "two"));
+        let args = |out: &str| {
+            let mut a = vec!["eval", "--checkpoint", "pretrained", "--out", out];
+            a.extend(options);
+            a.into_iter().map(str::to_string).collect::<Vec<_>>()
+        };
+        run_program(program, &strs(&args(&one))).unwrap();
+        // The image benchmark's classifier is trained once, then read.
+        let classifier = Path::new(&one).join("classifier.safetensors");
+        if classifier.exists() {
+            std::fs::create_dir_all(&two).unwrap();
+            std::fs::copy(&classifier, Path::new(&two).join("classifier.safetensors")).unwrap();
+        }
+        let out = mpirun(&strs(&args(&two)), None, &[(PROGRAM_ENV, program)]);
+        assert!(out.status.success(), "{program}: {}", stderr(&out));
+        let csv = |d: &str| std::fs::read_to_string(Path::new(d).join("eval.csv")).unwrap();
+        assert_eq!(csv(&two), csv(&one), "{program}");
+    }
 }
 
 #[test]

@@ -308,6 +308,8 @@ pub fn averages_on_device<D: crate::Backend>(ranks: &Ranks) -> bool {
 
 /// Replaces each of `grads` with its mean over the ranks, on the device
 /// (see [`averages_on_device`]).
+// A `Vec`, not a slice: the communicator recognises the device by its type (`Any`).
+#[allow(clippy::ptr_arg)]
 pub fn device_average<D: crate::Backend>(ranks: &Ranks, grads: &mut Vec<Param<D>>) -> Result<()> {
     ranks
         .comm()
