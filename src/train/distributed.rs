@@ -119,9 +119,14 @@ impl Ranks {
         }
     }
 
-    /// The communicator, when there is more than one rank.
-    fn comm(&self) -> Option<&dyn Communicator> {
+    /// The communicator, when there is more than one rank (for programs
+    /// that exchange more than training does, such as `examples/allreduce.rs`).
+    pub fn communicator(&self) -> Option<&dyn Communicator> {
         self.comm.as_deref().filter(|c| c.size() > 1)
+    }
+
+    fn comm(&self) -> Option<&dyn Communicator> {
+        self.communicator()
     }
 }
 

@@ -3,6 +3,7 @@
 //! others over MPI. Compile-checked without a GPU in CI; run by
 //! `scripts/gpu-check.sh` on GPU machines.
 
+use cudarc::driver::DeviceSlice;
 use cudarc::nccl::safe::{group_end, group_start, Comm, Id, ReduceOp};
 use dfdx::prelude::Cuda;
 
