@@ -30,10 +30,16 @@ pub enum Launcher {
         /// Ranks it started.
         size: usize,
     },
-    /// A PMI launcher: MPICH's `mpirun`/`mpiexec.hydra`, or Slurm's `srun`
-    /// (set `PMI_SIZE`, `PMI_RANK` or `PMIX_RANK`).
+    /// Slurm's `srun` (sets `SLURM_PROCID` and PMI or PMIx variables), which
+    /// starts Open MPI and MPICH programs alike.
+    Slurm {
+        /// Ranks it started, when it says (`SLURM_STEP_NUM_TASKS`).
+        size: Option<usize>,
+    },
+    /// Another PMI launcher: MPICH's `mpirun`/`mpiexec.hydra` (sets
+    /// `PMI_SIZE` and `PMI_RANK`), or a PMIx one (`PMIX_RANK`).
     Pmi {
-        /// Ranks it started, when it says.
+        /// Ranks it started, when it says (`PMI_SIZE`).
         size: Option<usize>,
     },
 }
@@ -45,15 +51,18 @@ impl Launcher {
         if let Some(size) = size("OMPI_COMM_WORLD_SIZE") {
             return Launcher::OpenMpi { size };
         }
-        if ["PMI_SIZE", "PMI_RANK", "PMIX_RANK"]
+        let pmi = ["PMI_SIZE", "PMI_RANK", "PMIX_RANK"]
             .iter()
-            .any(|n| var(n).is_some())
-        {
-            return Launcher::Pmi {
-                size: size("PMI_SIZE").or_else(|| size("SLURM_NTASKS")),
-            };
+            .any(|n| var(n).is_some());
+        match (pmi, var("SLURM_PROCID").is_some()) {
+            (false, _) => Launcher::None,
+            (true, true) => Launcher::Slurm {
+                size: size("SLURM_STEP_NUM_TASKS").or_else(|| size("SLURM_NTASKS")),
+            },
+            (true, false) => Launcher::Pmi {
+                size: size("PMI_SIZE"),
+            },
         }
-        Launcher::None
     }
 
     /// Ranks the launcher says it started (1 when it does not say).
@@ -61,19 +70,23 @@ impl Launcher {
         match self {
             Launcher::None => 1,
             Launcher::OpenMpi { size } => *size,
-            Launcher::Pmi { size } => size.unwrap_or(1),
+            Launcher::Slurm { size } | Launcher::Pmi { size } => size.unwrap_or(1),
         }
     }
 
     fn describe(&self) -> String {
+        let known = |s: &Option<usize>| s.map_or("unset".into(), |s| s.to_string());
         match self {
             Launcher::None => "no launcher".into(),
             Launcher::OpenMpi { size } => {
                 format!("Open MPI's mpirun (OMPI_COMM_WORLD_SIZE={size})")
             }
+            Launcher::Slurm { size } => {
+                format!("Slurm's srun (SLURM_STEP_NUM_TASKS={})", known(size))
+            }
             Launcher::Pmi { size } => format!(
-                "a PMI launcher such as MPICH's mpirun or Slurm's srun (PMI_SIZE={})",
-                size.map_or("unset".into(), |s| s.to_string())
+                "a PMI launcher such as MPICH's mpirun (PMI_SIZE={})",
+                known(size)
             ),
         }
     }
@@ -100,7 +113,8 @@ pub fn check_launcher(launcher: &Launcher, library: Option<&str>) -> Result<()> 
         .any(|m| library.contains(m));
     let wrong = match launcher {
         Launcher::OpenMpi { .. } if mpich_like => Some("MPICH's mpirun (mpirun.mpich on Debian)"),
-        Launcher::Pmi { .. } if open_mpi && size > 1 => {
+        // MPICH's launcher says how many it started; a PMIx one may be Open MPI's own.
+        Launcher::Pmi { size: Some(_) } if open_mpi && size > 1 => {
             Some("Open MPI's mpirun (mpirun.openmpi on Debian)")
         }
         _ => None,
@@ -152,6 +166,7 @@ pub fn start() -> Result<Ranks> {
         check_launcher(&launcher, None)?;
         Ranks::single()
     };
+    super::interrupt::announce(ranks.writes());
     Ok(RANKS.get_or_init(|| ranks).clone())
 }
 
@@ -210,6 +225,16 @@ mod tests {
             env(&[("PMI_RANK", "0"), ("PMI_SIZE", "2")]),
             Launcher::Pmi { size: Some(2) }
         );
+        assert_eq!(
+            env(&[
+                ("PMIX_RANK", "0"),
+                ("SLURM_PROCID", "0"),
+                ("SLURM_STEP_NUM_TASKS", "8")
+            ]),
+            Launcher::Slurm { size: Some(8) }
+        );
+        // A batch script inside an allocation is no launch.
+        assert_eq!(env(&[("SLURM_PROCID", "0")]), Launcher::None);
     }
 
     #[test]
@@ -228,6 +253,14 @@ mod tests {
         assert!(check_launcher(&orterun, open_mpi).is_ok());
         assert!(check_launcher(&hydra, mpich).is_ok());
         assert!(check_launcher(&Launcher::None, open_mpi).is_ok());
+        // srun starts either library; the world size is checked once MPI runs.
+        let srun = env(&[
+            ("PMIX_RANK", "1"),
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "2"),
+        ]);
+        assert!(check_launcher(&srun, open_mpi).is_ok());
+        assert!(check_launcher(&srun, mpich).is_ok());
         let e = check_launcher(&orterun, None).unwrap_err().to_string();
         assert!(e.contains("--features mpi"), "{e}");
         assert!(check_launcher(&env(&[("OMPI_COMM_WORLD_SIZE", "1")]), None).is_ok());
