@@ -151,50 +151,55 @@ mod tests {
         }
     }
 
-    #[test]
-    fn collect_gives_every_rank_all_items_in_order() {
-        for (size, items) in [(2, 7), (3, 7), (3, 2), (4, 8)] {
-            let board = Arc::new((Mutex::new(vec![Vec::new(); size]), Barrier::new(size)));
-            let handles: Vec<_> = (0..size)
-                .map(|rank| {
-                    let board = board.clone();
-                    std::thread::spawn(move || {
-                        let shard = Shard::new(Arc::new(Threads { rank, size, board }));
-                        let local: Vec<f64> = (0..items)
-                            .filter(|i| shard.mine(*i))
-                            .flat_map(|i| [i as f64, -(i as f64)])
-                            .collect();
-                        shard.collect(items, 2, local)
-                    })
-                })
-                .collect();
-            let want: Vec<f64> = (0..items).flat_map(|i| [i as f64, -(i as f64)]).collect();
-            for h in handles {
-                assert_eq!(h.join().unwrap(), want, "{size} ranks, {items} items");
-            }
-        }
-    }
-
-    #[test]
-    fn chunks_are_dealt_whole() {
-        let size = 2;
+    /// What `f` returns on each of `size` ranks, run as threads.
+    fn on_ranks(size: usize, f: fn(&Shard) -> Vec<f64>) -> Vec<Vec<f64>> {
         let board = Arc::new((Mutex::new(vec![Vec::new(); size]), Barrier::new(size)));
         let handles: Vec<_> = (0..size)
             .map(|rank| {
                 let board = board.clone();
-                std::thread::spawn(move || {
-                    let shard = Shard::new(Arc::new(Threads { rank, size, board }));
-                    // 7 items in chunks of 3: rank 0 has 0..3 and 6, rank 1 has 3..6.
-                    let local: Vec<f64> = (0..7)
-                        .filter(|i| shard.mine(i / 3))
-                        .map(|i| i as f64)
-                        .collect();
-                    shard.collect_chunks(7, 3, 1, local)
-                })
+                std::thread::spawn(move || f(&Shard::new(Arc::new(Threads { rank, size, board }))))
             })
             .collect();
-        for h in handles {
-            assert_eq!(h.join().unwrap(), [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn collect_gives_every_rank_all_items_in_order() {
+        for size in [2, 3, 4] {
+            // 7 items, 3 · 2 = 6 numbers each.
+            let results = on_ranks(size, |shard| {
+                let local: Vec<f64> = (0..7)
+                    .filter(|i| shard.mine(*i))
+                    .flat_map(|i| [i as f64, -(i as f64)])
+                    .collect();
+                shard.collect(7, 2, local)
+            });
+            let want: Vec<f64> = (0..7).flat_map(|i| [i as f64, -(i as f64)]).collect();
+            assert!(results.iter().all(|r| *r == want), "{size} ranks");
+        }
+        // Fewer items than ranks: some ranks have none.
+        let results = on_ranks(3, |shard| {
+            let local = (0..2)
+                .filter(|i| shard.mine(*i))
+                .map(|i| i as f64)
+                .collect();
+            shard.collect(2, 1, local)
+        });
+        assert!(results.iter().all(|r| *r == [0.0, 1.0]));
+    }
+
+    #[test]
+    fn chunks_are_dealt_whole() {
+        // 7 items in chunks of 3: rank 0 has 0..3 and 6, rank 1 has 3..6.
+        let results = on_ranks(2, |shard| {
+            let local = (0..7)
+                .filter(|i| shard.mine(i / 3))
+                .map(|i| i as f64)
+                .collect();
+            shard.collect_chunks(7, 3, 1, local)
+        });
+        for r in results {
+            assert_eq!(r, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
         }
     }
 
