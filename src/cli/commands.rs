@@ -174,11 +174,13 @@ fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     }
     let loaded = checkpoint::load::<P, V, D, BinnedMixture>(source, Dm::NAME, device)
         .with_context(|| format!("cannot start from the weights in {}", source.display()))?;
-    eprintln!(
-        "starting from the weights of {} (trained {} steps), with a fresh optimizer",
-        checkpoint::checkpoint_file(source).display(),
-        loaded.meta.step
-    );
+    if launch::ranks().writes() {
+        eprintln!(
+            "starting from the weights of {} (trained {} steps), with a fresh optimizer",
+            checkpoint::checkpoint_file(source).display(),
+            loaded.meta.step
+        );
+    }
     Ok(TrainState::new(
         loaded.model,
         choices.settings(&domain.defaults()),
@@ -418,13 +420,15 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             if *resume {
                 check_resume_choices(&choices, &state, *reschedule, &existing)?;
                 if choices.steps.is_none() && steps <= state.step {
-                    eprintln!(
+                    if ranks.writes() {
+                        eprintln!(
                         "the run in {} has finished its {} steps; to train further, give \
                          --steps above {} (with --reschedule to stretch its learning-rate schedule)",
                         existing.display(),
                         state.step,
                         state.step
                     );
+                    }
                     return Ok(());
                 }
                 if steps <= state.step {

@@ -339,13 +339,14 @@ pub fn checksum<'a>(tensors: impl IntoIterator<Item = &'a [f32]>) -> u64 {
     h
 }
 
-/// Checks that every rank holds the same `what` (its checksum is `sum`);
-/// a difference is an error, the same on every rank, naming the ranks.
-pub fn check_identical(ranks: &Ranks, what: &str, sum: u64) -> Result<()> {
+/// Checks that every rank holds the same `what` (`sum` computes its
+/// checksum, only when there are several ranks); a difference is an error,
+/// the same on every rank, naming the ranks.
+pub fn check_identical(ranks: &Ranks, what: &str, sum: impl FnOnce() -> u64) -> Result<()> {
     let Some(comm) = ranks.comm() else {
         return Ok(());
     };
-    let all = comm.all_gather_u64(&[sum]);
+    let all = comm.all_gather_u64(&[sum()]);
     let differ: Vec<String> = (1..all.len())
         .filter(|&r| all[r] != all[0])
         .map(|r| r.to_string())
@@ -408,6 +409,77 @@ mod tests {
         // One loss is returned exactly.
         let x = 0.123_456_79_f32;
         assert_eq!(agree(&Ranks::single(), &[x], false, false).loss(), x);
+    }
+
+    /// Rank 0 of two, whose partner sends `partner`'s numbers.
+    struct Pair {
+        partner_f32: Vec<f32>,
+        partner_u64: u64,
+    }
+
+    impl Exchange for Pair {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn size(&self) -> usize {
+            2
+        }
+        fn all_gather_f64(&self, local: &[f64]) -> Vec<f64> {
+            [local, local].concat()
+        }
+    }
+
+    impl Communicator for Pair {
+        fn all_reduce_sum_f32(&self, data: &mut [f32]) {
+            data.iter_mut()
+                .zip(&self.partner_f32)
+                .for_each(|(x, p)| *x += p);
+        }
+        fn all_gather_f32(&self, local: &[f32]) -> Vec<f32> {
+            [local, &self.partner_f32[..local.len()]].concat()
+        }
+        fn all_gather_u64(&self, local: &[u64]) -> Vec<u64> {
+            vec![local[0], self.partner_u64]
+        }
+        fn abort(&self, _: i32) -> ! {
+            panic!("aborted")
+        }
+        fn exchange(self: Arc<Self>) -> Arc<dyn Exchange> {
+            self
+        }
+    }
+
+    fn pair(partner_f32: Vec<f32>, partner_u64: u64) -> Ranks {
+        Ranks::new(Arc::new(Pair {
+            partner_f32,
+            partner_u64,
+        }))
+    }
+
+    #[test]
+    fn ranks_that_hold_other_weights_stop_with_a_message_naming_them() {
+        let ranks = pair(Vec::new(), 7);
+        assert!(check_identical(&ranks, "weights", || 7).is_ok());
+        let e = check_identical(&ranks, "weights at step 40", || 8).unwrap_err();
+        let e = e.to_string();
+        assert!(e.contains("same weights at step 40: rank 1 differs"), "{e}");
+    }
+
+    #[test]
+    fn gradients_are_summed_over_ranks_then_divided_by_the_micro_batches() {
+        for deterministic in [false, true] {
+            let ranks = pair(vec![1.0, 2.0, 3.0], 0);
+            let mut g = FlatGradients {
+                data: vec![3.0, 2.0, 1.0],
+            };
+            reduce_gradients(&ranks, &mut g, deterministic, 4);
+            assert_eq!(g.data, [1.0, 1.0, 1.0]);
+        }
+        // The partner's loss and flags reach rank 0.
+        let a = agree(&pair(vec![0.0, 1.0, f32::NAN], 0), &[2.0], true, false);
+        assert!(a.stop);
+        assert_eq!(a.failed, [1]);
+        assert_eq!(a.non_finite(1)[0].0, 1);
     }
 
     #[test]

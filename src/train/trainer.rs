@@ -265,7 +265,7 @@ pub fn train<
     )?;
     // Ranks start from the same seed, hence the same weights; a rank that
     // does not (another build, a damaged copy of the checkpoint) is caught here.
-    distributed::check_identical(ranks, "weights at the start", state_checksum(state))?;
+    distributed::check_identical(ranks, "weights at the start", || state_checksum(state))?;
     let writes = ranks.writes();
     let log_path = options.out_dir.join("train.jsonl");
     if state.step == 0 && writes {
@@ -402,7 +402,7 @@ pub fn train<
             distributed::check_identical(
                 ranks,
                 &format!("weights at step {}", state.step),
-                state_checksum(state),
+                || state_checksum(state),
             )?;
             if writes {
                 ranks.or_abort(save_checkpoints(domain, state, options, layout))?;
