@@ -19,9 +19,15 @@ use pixel_transformer::train::trainer::read_log;
 use pixel_transformer::BinnedMixture;
 use pixel_transformer_polynomial::PolynomialDomain;
 
+// The tutorial's audio clips: a domain with the generic held-out evaluation.
+#[allow(dead_code)] // the example's `main` is not called here
+#[path = "../examples/custom_signal.rs"]
+mod custom_signal;
+
 /// The rank's command line, its arguments separated by `\x1f`.
 const ARGS_ENV: &str = "PT_MPI_TEST_ARGS";
-/// The rank's program: `polynomial` (the default), `image`, `sdf` or `video`.
+/// The rank's program: `polynomial` (the default), `image`, `sdf`, `video`
+/// or `audio` (the tutorial's).
 const PROGRAM_ENV: &str = "PT_MPI_TEST_PROGRAM";
 /// Longest any `mpirun` of these tests may take before it counts as stuck.
 const LIMIT: Duration = Duration::from_secs(180);
@@ -145,6 +151,7 @@ fn run_program(program: &str, args: &[&str]) -> anyhow::Result<()> {
         "video" => {
             run_grey_or_colour_from::<3, VideoDomain<1>, VideoDomain<3>, _, _>(argv).map(|_| ())
         }
+        "audio" => run_from::<1, 1, custom_signal::AudioDomain, _, _>(argv),
         other => panic!("no program {other}"),
     }
 }
@@ -359,9 +366,20 @@ fn every_domains_benchmark_shared_by_ranks_reports_what_one_process_does() {
     if !have_mpirun() {
         return;
     }
+    // The tutorial's audio domain has the generic held-out table, and no
+    // shipped checkpoint: a few steps of training make one.
+    let audio = tempfile::tempdir().unwrap();
+    let audio_run = path(audio.path(), "run");
+    run_program(
+        "audio",
+        &[
+            "train", "--preset", "tiny", "--steps", "3", "--quiet", "--out", &audio_run,
+        ],
+    )
+    .unwrap();
     // The shipped checkpoints, on a few held-out items: 9 images (sampling
-    // groups of 8 and 1), 3 shapes, 3 clips.
-    let runs: [(&str, &[&str]); 3] = [
+    // groups of 8 and 1), 3 shapes, 3 clips; the audio run's 200 clips per |S|.
+    let runs: [(&str, &[&str]); 4] = [
         (
             "image",
             &[
@@ -375,12 +393,18 @@ fn every_domains_benchmark_shared_by_ranks_reports_what_one_process_does() {
         ),
         ("sdf", &["--eval-count", "3"]),
         ("video", &["--eval-count", "3"]),
+        ("audio", &[]),
     ];
     for (program, options) in runs {
         let dir = tempfile::tempdir().unwrap();
         let (one, two) = (path(dir.path(), "one"), path(dir.path(), "two"));
+        let checkpoint = if program == "audio" {
+            audio_run.as_str()
+        } else {
+            "pretrained"
+        };
         let args = |out: &str| {
-            let mut a = vec!["eval", "--checkpoint", "pretrained", "--out", out];
+            let mut a = vec!["eval", "--checkpoint", checkpoint, "--out", out];
             a.extend(options);
             a.into_iter().map(str::to_string).collect::<Vec<_>>()
         };
