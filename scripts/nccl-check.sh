@@ -6,7 +6,9 @@
 # says so and stops).
 #
 #   scripts/nccl-check.sh          # cargo check --features nccl --all-targets
-#   scripts/nccl-check.sh link     # also link the polynomial example against a libnccl stub
+#   scripts/nccl-check.sh link     # also build and link every target against a libnccl stub
+#                                  # (16 minutes on 2 shared cores; the binaries then need
+#                                  # libnccl.so.2, libmpi.so.40, libcuda.so.1: never run them here)
 #
 # Needs the MPI library and libclang (apt-get install libopenmpi-dev
 # openmpi-bin libclang-dev), as the `mpi` feature always does.
