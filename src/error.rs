@@ -58,6 +58,10 @@ pub enum Error {
         /// The run's folder.
         dir: PathBuf,
     },
+    /// The ranks of a distributed run disagree (their weights differ) or one
+    /// of them failed; every rank stops with this message.
+    #[error("{0}")]
+    Ranks(String),
     /// An error reported by the tensor device (out of memory, CUDA failure).
     #[error("device error: {0}")]
     Device(String),

@@ -78,6 +78,15 @@ pub struct TrainArgs {
     /// Start a fresh run even if --out already holds another one (it is replaced).
     #[arg(long)]
     pub overwrite: bool,
+    /// Micro-batches per step (on each rank under mpirun): the batch goes
+    /// through the model this many pieces at a time, for large batches in
+    /// little memory; it must split evenly [default: 1, or the resumed run's].
+    #[arg(long, allow_negative_numbers = true, value_parser = super::parse::at_least_one)]
+    pub accumulate: Option<usize>,
+    /// Under mpirun: add the ranks' gradients in rank order, so N ranks give
+    /// weights bit-identical to one process with --accumulate N (more traffic).
+    #[arg(long)]
+    pub deterministic: bool,
 }
 
 impl TrainArgs {
@@ -95,6 +104,8 @@ impl TrainArgs {
             dropout: over.dropout.or(self.dropout),
             constant_lr: over.constant_lr || self.constant_lr,
             overwrite: over.overwrite || self.overwrite,
+            accumulate: over.accumulate.or(self.accumulate),
+            deterministic: over.deterministic || self.deterministic,
         }
     }
 
@@ -112,6 +123,8 @@ impl TrainArgs {
             ("--dropout", self.dropout.is_some()),
             ("--constant-lr", self.constant_lr),
             ("--overwrite", self.overwrite),
+            ("--accumulate", self.accumulate.is_some()),
+            ("--deterministic", self.deterministic),
         ]
         .into_iter()
         .filter(|(_, g)| *g)
@@ -347,6 +360,7 @@ impl<A: Args> Cli<A> {
             render_count: p.render_count,
             sample_autoregressive: p.sample_autoregressive,
             sample_temperature: p.sample_temperature,
+            shard: Default::default(),
         }
     }
 

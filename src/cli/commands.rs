@@ -6,7 +6,9 @@ use anyhow::{bail, Context};
 
 use super::{Cli, Command};
 use crate::domain::{config_from_json, config_to_json, Domain};
-use crate::train::{checkpoint, fresh_state, trainer, RunChoices, TrainOptions, TrainState};
+use crate::train::{
+    checkpoint, fresh_state, launch, trainer, RunChoices, TrainOptions, TrainState,
+};
 use crate::{Backend, BinnedMixture, Model, ModelConfig, SetSizes};
 
 fn resolve_checkpoint<const P: usize, const V: usize, Dm: Domain<P, V>>(
@@ -172,11 +174,13 @@ fn fine_tune_state<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>
     }
     let loaded = checkpoint::load::<P, V, D, BinnedMixture>(source, Dm::NAME, device)
         .with_context(|| format!("cannot start from the weights in {}", source.display()))?;
-    eprintln!(
-        "starting from the weights of {} (trained {} steps), with a fresh optimizer",
-        checkpoint::checkpoint_file(source).display(),
-        loaded.meta.step
-    );
+    if launch::ranks().writes() {
+        eprintln!(
+            "starting from the weights of {} (trained {} steps), with a fresh optimizer",
+            checkpoint::checkpoint_file(source).display(),
+            loaded.meta.step
+        );
+    }
     Ok(TrainState::new(
         loaded.model,
         choices.settings(&domain.defaults()),
@@ -287,12 +291,14 @@ fn load_model<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
 ) -> anyhow::Result<(Dm, Model<P, V, D, BinnedMixture>, SetSizes)> {
     let loaded = checkpoint::load::<P, V, D, BinnedMixture>(path, Dm::NAME, device)?;
     let domain = Dm::from_config(&config_from_json::<P, V, Dm>(&loaded.meta.domain)?)?;
-    eprintln!(
-        "loaded {} ({} parameters, step {})",
-        checkpoint::checkpoint_file(path).display(),
-        loaded.model.num_params(),
-        loaded.meta.step
-    );
+    if launch::ranks().writes() {
+        eprintln!(
+            "loaded {} ({} parameters, step {})",
+            checkpoint::checkpoint_file(path).display(),
+            loaded.model.num_params(),
+            loaded.meta.step
+        );
+    }
     Ok((domain, loaded.model, loaded.meta.training.sets))
 }
 
@@ -317,7 +323,9 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
     }
     let choices = cli.choices();
     choices.validate()?;
-    let run_options = cli.run_options();
+    let ranks = launch::ranks();
+    let mut run_options = cli.run_options();
+    run_options.shard = ranks.shard();
     let cli_domain = Dm::from_config(&cli.domain)?;
     let checkpoint = resolve_checkpoint::<P, V, Dm>(&common.checkpoint, &cli_domain)?;
     let existing = checkpoint.clone().unwrap_or_else(|| out_dir.clone());
@@ -344,6 +352,14 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
     if overwrite && matches!(cli.command, Some(Command::Train { resume: true, .. })) {
         bail!("--overwrite starts a fresh run and --resume continues one: choose one");
     }
+    // Under mpirun, ranks share training and evaluation; rank 0 does the rest alone.
+    let shared = matches!(
+        cli.command,
+        None | Some(Command::Train { .. } | Command::Eval { .. })
+    );
+    if !ranks.writes() && !shared {
+        return Ok(());
+    }
 
     match &cli.command {
         Some(Command::Train {
@@ -369,6 +385,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                     out_dir.display()
                 );
             }
+            let mut layout = None;
             let (domain, mut state) = if *resume {
                 require_checkpoint(&existing, "train --resume").with_context(|| {
                     format!(
@@ -382,6 +399,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                     checkpoint::load::<P, V, D, BinnedMixture>(&existing, Dm::NAME, &device)
                         .with_context(cannot)?;
                 let domain = Dm::from_config(&config_from_json::<P, V, Dm>(&loaded.meta.domain)?)?;
+                layout = Some(loaded.meta.layout);
                 (
                     domain,
                     TrainState::from_checkpoint(&existing, loaded).with_context(cannot)?,
@@ -402,13 +420,15 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             if *resume {
                 check_resume_choices(&choices, &state, *reschedule, &existing)?;
                 if choices.steps.is_none() && steps <= state.step {
-                    eprintln!(
+                    if ranks.writes() {
+                        eprintln!(
                         "the run in {} has finished its {} steps; to train further, give \
                          --steps above {} (with --reschedule to stretch its learning-rate schedule)",
                         existing.display(),
                         state.step,
                         state.step
                     );
+                    }
                     return Ok(());
                 }
                 if steps <= state.step {
@@ -428,6 +448,7 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
             options.checkpoint_every = *checkpoint_every;
             options.keep_snapshots = *keep_snapshots;
             options.progress = !common.quiet;
+            spread(&mut options, &cli.train_args(), layout, &ranks);
             train_and_report(&domain, &mut state, &options)?;
         }
         Some(Command::Sample { .. }) => {
@@ -476,14 +497,20 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
         Some(Command::Eval { .. }) => {
             require_checkpoint(&existing, "eval")?;
             let (domain, model, _) = load_model::<P, V, Dm, D>(&existing, &device)?;
-            eprintln!(
-                "evaluating on held-out {} signals ({}), seed {}, writing eval.csv to {}",
-                Dm::NAME,
-                settings_summary::<P, V, Dm>(&domain.config()),
-                run_options.seed,
-                out_dir.display()
-            );
-            println!("{}", evaluate(&domain, &model, &out_dir, &run_options)?);
+            if ranks.writes() {
+                eprintln!(
+                    "evaluating on held-out {} signals ({}), seed {}{}, writing eval.csv to {}",
+                    Dm::NAME,
+                    settings_summary::<P, V, Dm>(&domain.config()),
+                    run_options.seed,
+                    match ranks.size() {
+                        1 => String::new(),
+                        n => format!(", shared by {n} ranks"),
+                    },
+                    out_dir.display()
+                );
+            }
+            evaluate_and_print(&domain, &model, &out_dir, &run_options)?;
         }
         Some(Command::Predict {
             input,
@@ -557,12 +584,15 @@ pub(super) fn execute<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backe
                     }
                     let mut options = TrainOptions::new(steps, &out_dir);
                     options.progress = !common.quiet;
+                    spread(&mut options, &cli.train_args(), None, &ranks);
                     train_and_report(&cli_domain, &mut state, &options)?;
                     (cli_domain, state.model)
                 }
             };
-            render(&domain, &model, &out_dir, &run_options)?;
-            println!("{}", evaluate(&domain, &model, &out_dir, &run_options)?);
+            if ranks.writes() {
+                render(&domain, &model, &out_dir, &run_options)?;
+            }
+            evaluate_and_print(&domain, &model, &out_dir, &run_options)?;
         }
     }
     Ok(())
@@ -574,35 +604,57 @@ fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend
     options: &TrainOptions,
 ) -> anyhow::Result<()> {
     let (s, c) = (&state.settings, state.model.config());
-    eprintln!(
-        "training {} model: {} parameters (width {}, {} + {} layers, {} bins), {} steps from \
-         step {}, batch {}, learning rate {}{}, |S| {} to {}, |Q| {}, dropout {}, seed {}, \
-         writing to {}",
-        Dm::NAME,
-        state.model.num_params(),
-        c.width(),
-        c.encoder_layers,
-        c.decoder_layers,
-        state.model.distribution().bins(),
-        options.steps,
-        state.step,
-        s.batch_size,
-        s.learning_rate,
-        if s.cosine_decay_steps.is_some() {
-            " (cosine decay)"
-        } else {
-            ""
-        },
-        s.sets.min_observed,
-        s.sets.max_observed,
-        s.sets.queries,
-        s.dropout,
-        s.seed,
-        options.out_dir.display()
-    );
+    // A batch that does not split over the ranks is refused before anything is said.
+    crate::train::distributed::micro_batch(s.batch_size, options.ranks.size(), options.accumulate)?;
+    let writes = options.ranks.writes();
+    let spread = match (options.ranks.size(), options.accumulate) {
+        (1, 1) => String::new(),
+        (1, k) => format!(" in {k} micro-batches"),
+        (n, k) => format!(
+            " shared by {n} ranks{}{}",
+            if k > 1 {
+                format!(" in {k} micro-batches each")
+            } else {
+                String::new()
+            },
+            if options.deterministic {
+                " (deterministic)"
+            } else {
+                ""
+            }
+        ),
+    };
+    if writes {
+        eprintln!(
+            "training {} model: {} parameters (width {}, {} + {} layers, {} bins), {} steps from \
+         step {}, batch {}{spread}, learning rate {}{}, |S| {} to {}, |Q| {}, dropout {}, \
+         seed {}, writing to {}",
+            Dm::NAME,
+            state.model.num_params(),
+            c.width(),
+            c.encoder_layers,
+            c.decoder_layers,
+            state.model.distribution().bins(),
+            options.steps,
+            state.step,
+            s.batch_size,
+            s.learning_rate,
+            if s.cosine_decay_steps.is_some() {
+                " (cosine decay)"
+            } else {
+                ""
+            },
+            s.sets.min_observed,
+            s.sets.max_observed,
+            s.sets.queries,
+            s.dropout,
+            s.seed,
+            options.out_dir.display()
+        );
+    }
     crate::train::interrupt::install();
     let lines = trainer::train(domain, state, options)?;
-    if let Some(last) = lines.last() {
+    if let (Some(last), true) = (lines.last(), writes) {
         eprintln!(
             "done: step {}, loss {:.4}, {:.1} s; checkpoint in {}",
             last.step,
@@ -612,6 +664,67 @@ fn train_and_report<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend
         );
     }
     Ok(())
+}
+
+/// How `options` spread training over `ranks`: `--accumulate` and
+/// `--deterministic` as given, else as the resumed run had them (its
+/// `layout`). Rank 0 says what a resumed run on another number of ranks
+/// keeps.
+fn spread(
+    options: &mut TrainOptions,
+    given: &super::args::TrainArgs,
+    layout: Option<checkpoint::Layout>,
+    ranks: &crate::train::distributed::Ranks,
+) {
+    let stored = layout.unwrap_or_default();
+    options.accumulate = given.accumulate.unwrap_or(stored.accumulate);
+    options.deterministic = given.deterministic || stored.deterministic;
+    options.ranks = ranks.clone();
+    let (before, now) = (
+        stored.world_size * stored.accumulate,
+        ranks.size() * options.accumulate,
+    );
+    if layout.is_some() && before != now && ranks.writes() {
+        eprintln!(
+            "note: the run took each batch in {before} piece(s) ({} rank(s) × --accumulate {}), \
+             this resumption in {now}: every step sees the same batch and learning rate, but \
+             the gradients are summed in another order (losses agree to rounding, not bit for \
+             bit) and dropout draws other masks",
+            stored.world_size, stored.accumulate
+        );
+    }
+    // Hidden test hook: `STEP` or `STEP:RANK` makes that step's loss NaN
+    // (on that rank only), to check that every rank stops together.
+    if let Ok(hook) = std::env::var("PIXEL_TRANSFORMER_TEST_NAN_AT") {
+        let mut parts = hook.split(':').map(|p| p.trim().parse().ok());
+        options.inject_nan_at = parts.next().flatten();
+        options.inject_nan_rank = parts.next().flatten().map(|r: u64| r as usize);
+    }
+}
+
+/// [`evaluate`], shared by the ranks; rank 0 prints the report. The other
+/// ranks write whatever a domain writes to a scratch folder, removed after,
+/// so the run's folder gets rank 0's files alone.
+fn evaluate_and_print<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
+    domain: &Dm,
+    model: &Model<P, V, D, BinnedMixture>,
+    out_dir: &Path,
+    options: &crate::infer::RunOptions,
+) -> anyhow::Result<()> {
+    if options.shard.writes() {
+        println!("{}", evaluate(domain, model, out_dir, options)?);
+        return Ok(());
+    }
+    let scratch = std::env::temp_dir().join(format!(
+        "pixel-transformer-eval-rank{}-{}",
+        options.shard.rank(),
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let outcome = evaluate(domain, model, &scratch, options);
+    let _ = std::fs::remove_dir_all(&scratch);
+    outcome.map(|_| ())
 }
 
 /// The domain's pictures, then the training curve when `out_dir` holds a log.
@@ -638,6 +751,6 @@ fn evaluate<const P: usize, const V: usize, Dm: Domain<P, V>, D: Backend>(
 ) -> anyhow::Result<String> {
     Ok(match domain.evaluate(model, out_dir, options)? {
         Some(report) => report,
-        None => crate::train::heldout::heldout_report(domain, model, out_dir, options.seed)?,
+        None => crate::train::heldout::heldout_report(domain, model, out_dir, options)?,
     })
 }

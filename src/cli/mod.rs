@@ -25,6 +25,7 @@ pub use args::{Cli, Command, CommonArgs, DeviceKind, RequestLimits};
 
 use crate::domain::{config_from_json, config_to_json, Domain};
 use crate::train::checkpoint;
+use crate::train::distributed::Ranks;
 
 /// Parses the process's arguments and runs the command for domain `Dm`:
 /// a program's whole `main`. An error is printed as its chain of causes,
@@ -48,7 +49,11 @@ pub fn report(outcome: anyhow::Result<()>) -> ExitCode {
             parts.push(text);
         }
     }
-    eprintln!("Error: {}", parts.join(": "));
+    // On several ranks, an error they all met is told once, by rank 0 (one
+    // a rank met alone was told by that rank before it ended the run).
+    if crate::train::launch::ranks().writes() {
+        eprintln!("Error: {}", parts.join(": "));
+    }
     let interrupted = error
         .chain()
         .any(|c| matches!(c.downcast_ref(), Some(crate::Error::Interrupted { .. })));
@@ -76,7 +81,50 @@ where
 /// Commands that continue from a checkpoint (`sample`, `eval`, `predict`,
 /// `export`, `train --resume`, the main job with `--checkpoint DIR`) take the
 /// domain's settings from it, so they need not be repeated.
+///
+/// Under `mpirun` (with the `mpi` feature) this process is one rank of a
+/// data-parallel run (see [`crate::train::launch`]); MPI ends when this
+/// returns, so a process runs one command.
 pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
+    cli: Cli<Dm::Config>,
+) -> anyhow::Result<()> {
+    let ranks = match crate::train::launch::start() {
+        Ok(ranks) => ranks,
+        Err(e) => {
+            crate::train::launch::finish();
+            return Err(e.into());
+        }
+    };
+    end_ranks(&ranks, run_on_device::<P, V, Dm>(cli))
+}
+
+/// Ends this process's part of a run: an error other ranks may not have met
+/// ends every rank at once (they could be waiting for this one); otherwise
+/// MPI finishes normally.
+fn end_ranks(ranks: &Ranks, outcome: anyhow::Result<()>) -> anyhow::Result<()> {
+    if let Err(e) = &outcome {
+        // The trainer makes these the same on every rank; a bad option is too.
+        let every_rank = e.chain().any(|c| {
+            matches!(
+                c.downcast_ref(),
+                Some(
+                    crate::Error::Diverged { .. }
+                        | crate::Error::Interrupted { .. }
+                        | crate::Error::Ranks(_)
+                        | crate::Error::InvalidInput(_)
+                )
+            )
+        });
+        if ranks.size() > 1 && !every_rank {
+            eprintln!("Error on rank {} of {}: {e:#}", ranks.rank(), ranks.size());
+            ranks.abort(1);
+        }
+    }
+    crate::train::launch::finish();
+    outcome
+}
+
+fn run_on_device<const P: usize, const V: usize, Dm: Domain<P, V>>(
     mut cli: Cli<Dm::Config>,
 ) -> anyhow::Result<()> {
     settle::<P, V, Dm>(&mut cli)?;
@@ -88,8 +136,21 @@ pub fn run_with<const P: usize, const V: usize, Dm: Domain<P, V>>(
         DeviceKind::Cuda => {
             #[cfg(feature = "cuda")]
             {
-                let dev = Cuda::try_seed_from_u64(cli.common.seed)
-                    .map_err(|e| anyhow::anyhow!("cannot start the CUDA device: {e:?}"))?;
+                // Each rank of a node takes its own GPU (one rank: GPU 0).
+                let gpu = crate::train::launch::local_rank();
+                let dev = Cuda::try_build(gpu, cli.common.seed).map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot start CUDA device {gpu}: {e:?}{}",
+                        if gpu > 0 {
+                            " (under mpirun each rank of a node takes its own GPU: start at \
+                             most as many ranks per node as it has GPUs)"
+                        } else {
+                            ""
+                        }
+                    )
+                })?;
+                #[cfg(feature = "nccl")]
+                crate::train::launch::attach_gpu(&dev)?;
                 commands::execute::<P, V, Dm, Cuda>(&cli, dev)
             }
             #[cfg(not(feature = "cuda"))]

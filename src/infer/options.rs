@@ -21,4 +21,7 @@ pub struct RunOptions {
     pub sample_autoregressive: Option<usize>,
     /// Temperature of the pictured samples (`--sample-temperature`).
     pub sample_temperature: Option<f32>,
+    /// Which held-out items this process evaluates: all of them, unless the
+    /// program runs on several ranks (`mpirun`), which then share them.
+    pub shard: super::shard::Shard,
 }

@@ -56,6 +56,34 @@ pub struct CheckpointMeta {
     pub step: u64,
     /// Whether Adam's state is included (training checkpoints) or not (exported weights).
     pub has_optimizer: bool,
+    /// How the run that wrote it was spread over processes (one process
+    /// in checkpoints written before runs could be spread).
+    #[serde(flatten)]
+    pub layout: Layout,
+}
+
+/// How a training run was spread over processes; its checkpoints record it
+/// so that `train --resume` continues the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Layout {
+    /// Ranks (`mpirun -n N`) that shared each batch.
+    pub world_size: usize,
+    /// Micro-batches per rank and step (`--accumulate`).
+    pub accumulate: usize,
+    /// Whether the ranks' gradients were added in rank order (`--deterministic`).
+    pub deterministic: bool,
+}
+
+impl Default for Layout {
+    /// One process, one batch per step.
+    fn default() -> Self {
+        Self {
+            world_size: 1,
+            accumulate: 1,
+            deterministic: false,
+        }
+    }
 }
 
 /// The file inside a checkpoint folder (a path to the file itself is accepted too).
@@ -71,7 +99,7 @@ fn f32_bytes(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Writes a checkpoint folder atomically.
+/// Writes a checkpoint folder atomically (of a run in one process).
 pub fn save<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
     dir: &Path,
     model: &Model<P, V, D, O>,
@@ -79,6 +107,27 @@ pub fn save<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
     domain: serde_json::Value,
     training: &TrainSettings,
     step: u64,
+) -> Result<()> {
+    save_with_layout(
+        dir,
+        model,
+        optimizer,
+        domain,
+        training,
+        step,
+        Layout::default(),
+    )
+}
+
+/// [`save`] for a run spread as `layout` says.
+pub fn save_with_layout<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
+    dir: &Path,
+    model: &Model<P, V, D, O>,
+    optimizer: Option<&Adam<D>>,
+    domain: serde_json::Value,
+    training: &TrainSettings,
+    step: u64,
+    layout: Layout,
 ) -> Result<()> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, p) in model.param_names().iter().zip(model.params()) {
@@ -121,6 +170,7 @@ pub fn save<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>
         training: training.clone(),
         step,
         has_optimizer: optimizer.is_some(),
+        layout,
     };
     let json = serde_json::to_string(&meta).map_err(|e| Error::invalid(e.to_string()))?;
     let views: Vec<(String, TensorView)> = tensors

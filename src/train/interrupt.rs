@@ -7,6 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static SIGNALS: AtomicUsize = AtomicUsize::new(0);
+/// Whether the handler says what it does (every rank gets the signal; rank 0 tells).
+static ANNOUNCE: AtomicBool = AtomicBool::new(true);
+
+/// Keeps the handler quiet (ranks other than 0 of a distributed run).
+pub(crate) fn announce(on: bool) {
+    ANNOUNCE.store(on, Ordering::SeqCst);
+}
 
 /// Installs the signal handler (once per process; later calls do nothing).
 /// The command line calls it before training.
@@ -15,6 +22,9 @@ pub fn install() {
     let _ = ctrlc::set_handler(|| {
         if SIGNALS.fetch_add(1, Ordering::SeqCst) == 0 {
             REQUESTED.store(true, Ordering::SeqCst);
+            if !ANNOUNCE.load(Ordering::SeqCst) {
+                return;
+            }
             eprintln!(
                 "\nstopping: saving a checkpoint at the current step \
                  (interrupt again to quit at once, without it)"

@@ -42,6 +42,13 @@ impl<D: Backend> Adam<D> {
 
     /// Applies one update to `params` from `grads`.
     pub fn step(&mut self, params: &mut [Param<D>], grads: &Gradients<f32, D>) {
+        let grads = params.iter().map(|p| grads.get(p)).collect();
+        self.step_with(params, grads);
+    }
+
+    /// Applies one update to `params` from `grads`, one per parameter in
+    /// order (gradients summed over micro-batches or averaged over ranks).
+    pub fn step_with(&mut self, params: &mut [Param<D>], grads: Vec<Param<D>>) {
         if self.m.len() != params.len() {
             self.m = params
                 .iter()
@@ -63,8 +70,12 @@ impl<D: Backend> Adam<D> {
             c2: 1.0 - beta2.powi(self.t as i32),
             eps: self.eps as f32,
         };
-        for ((p, m), v) in params.iter_mut().zip(&mut self.m).zip(&mut self.v) {
-            let g = grads.get(p);
+        for (((p, m), v), g) in params
+            .iter_mut()
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+            .zip(grads)
+        {
             D::adam_update(p, g, m, v, h);
         }
     }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::{
     checkpoint,
     data::{draw_example, Example},
+    distributed::{self, FlatGradients, Ranks},
     optim::Adam,
     TrainSettings,
 };
@@ -49,6 +50,21 @@ pub struct TrainOptions {
     pub progress: bool,
     /// Test hook: make the loss of this step NaN, to exercise the divergence guard.
     pub inject_nan_at: Option<u64>,
+    /// With [`TrainOptions::inject_nan_at`]: only on this rank (default: every rank).
+    pub inject_nan_rank: Option<usize>,
+    /// Micro-batches per rank and step (`--accumulate`): each rank's share
+    /// of a batch goes through the model this many pieces at a time, their
+    /// gradients summed before one Adam step, so a large batch needs the
+    /// memory of a piece. The batch must split evenly.
+    pub accumulate: usize,
+    /// Gather every rank's gradients and add them in rank order
+    /// (`--deterministic`): `N` ranks then give weights bit-identical to one
+    /// process with `accumulate = N`. Costs `N` times the all-reduce's traffic.
+    pub deterministic: bool,
+    /// The ranks sharing each batch ([`Ranks::single`] unless the program
+    /// runs under `mpirun`, see [`crate::train::launch`]). Only rank 0
+    /// writes the log, the checkpoints and the progress bar.
+    pub ranks: Ranks,
 }
 
 impl TrainOptions {
@@ -63,6 +79,10 @@ impl TrainOptions {
             eval_batches: 4,
             progress: true,
             inject_nan_at: None,
+            inject_nan_rank: None,
+            accumulate: 1,
+            deterministic: false,
+            ranks: Ranks::single(),
         }
     }
 }
@@ -198,6 +218,13 @@ pub fn train_step<const P: usize, const V: usize, D: Backend, O: OutputDistribut
 
 /// Trains `state` on `domain` until `options.steps` steps are done, writing
 /// checkpoints and the log under `options.out_dir`. Returns the log lines of this call.
+///
+/// With several [`TrainOptions::ranks`], every rank calls this with the
+/// same state and options; each takes its share of every batch, and rank 0
+/// alone writes. An error every rank meets together (a non-finite loss
+/// anywhere, a stop request, a batch that does not split) is returned on
+/// every rank; one only this rank meets mid-run ends all ranks at once
+/// ([`Ranks::abort`]), since the others would wait for it forever.
 pub fn train<
     const P: usize,
     const V: usize,
@@ -210,27 +237,38 @@ pub fn train<
     options: &TrainOptions,
 ) -> Result<Vec<LogLine>> {
     state.settings.validate()?;
+    let ranks = &options.ranks;
     let sets = &state.settings.sets;
-    // Refuse sizes whose passes cannot fit before drawing any example.
     let batch = state.settings.batch_size;
+    let micro = distributed::micro_batch(batch, ranks.size(), options.accumulate)?;
+    // Refuse sizes whose passes cannot fit before drawing any example.
     crate::backend::memory::check(
         crate::model::memory::pass_bytes(
             state.model.config(),
-            batch,
+            micro,
             sets.max_observed,
             sets.queries,
             true,
             D::FUSED_ATTENTION,
         ),
         || {
+            let pieces = if micro == batch {
+                String::new()
+            } else {
+                format!(" (in pieces of {micro}: --accumulate or ranks)")
+            };
             format!(
-                "training on batches of {batch} with |S| up to {} and |Q| = {}",
+                "training on batches of {batch}{pieces} with |S| up to {} and |Q| = {}",
                 sets.max_observed, sets.queries
             )
         },
     )?;
+    // Ranks start from the same seed, hence the same weights; a rank that
+    // does not (another build, a damaged copy of the checkpoint) is caught here.
+    distributed::check_identical(ranks, "weights at the start", || state_checksum(state))?;
+    let writes = ranks.writes();
     let log_path = options.out_dir.join("train.jsonl");
-    if state.step == 0 {
+    if state.step == 0 && writes {
         // A fresh run replaces whatever run the folder held (the command
         // line asks first): its checkpoint goes now, with its log below, so
         // a failure before the first save cannot leave the old checkpoint
@@ -247,11 +285,15 @@ pub fn train<
             }
         }
     }
-    let mut log = open_log(&log_path, state.step)?;
+    let mut log = if writes {
+        Some(open_log(&log_path, state.step)?)
+    } else {
+        None
+    };
     // The step the folder's checkpoint holds (none yet for a fresh run).
     let mut saved = (state.step > 0).then_some(state.step);
     // What to say, and how to leave the log, when a step's loss is not finite.
-    let diverged = |step: u64, loss: f32, saved: Option<u64>| -> Error {
+    let diverged = |step: u64, loss: f32, place: &str, saved: Option<u64>| -> Error {
         let kept = match saved {
             Some(s) => format!(
                 "the last good checkpoint (step {s}) was kept in {}, and the log trimmed back to it",
@@ -259,13 +301,19 @@ pub fn train<
             ),
             None => "no checkpoint had been saved yet, so the run left nothing to resume".into(),
         };
-        if let Err(e) = trim_log(&log_path, saved) {
-            return e;
+        if writes {
+            if let Err(e) = trim_log(&log_path, saved) {
+                return e;
+            }
         }
-        Error::Diverged { step, loss, kept }
+        Error::Diverged {
+            step,
+            loss,
+            kept: format!("{place}{kept}"),
+        }
     };
     let todo = options.steps.saturating_sub(state.step);
-    let bar = if options.progress {
+    let bar = if options.progress && writes {
         ProgressBar::new(todo)
     } else {
         ProgressBar::hidden()
@@ -274,23 +322,26 @@ pub fn train<
         ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
             .expect("static template"),
     );
+    let layout = checkpoint::Layout {
+        world_size: ranks.size(),
+        accumulate: options.accumulate,
+        deterministic: options.deterministic,
+    };
     let start = Instant::now();
     let mut lines = Vec::new();
     let mut smoothed: Option<f32> = None;
     let mut heldout: Option<Vec<Vec<Example<P, V>>>> = None;
     while state.step < options.steps {
-        if options.inject_nan_at == Some(state.step + 1) {
-            bar.abandon();
-            return Err(diverged(state.step + 1, f32::NAN, saved));
-        }
         let batch = batch_for_step(domain, &state.settings, Split::Train, state.step);
         state.optimizer.learning_rate = state.settings.learning_rate_at(state.step);
         let dropout = state.settings.dropout_at(state.step);
-        let value = match train_step(&mut state.model, &mut state.optimizer, &batch, dropout) {
-            Ok(v) => v,
-            Err(Error::Diverged { step, loss, .. }) => {
+        let inject = options.inject_nan_at == Some(state.step + 1)
+            && options.inject_nan_rank.map_or(true, |r| r == ranks.rank());
+        let (value, stop) = match shared_step(state, &batch, dropout, options, inject) {
+            Ok(Step::Done { loss, stop }) => (loss, stop),
+            Ok(Step::Diverged { loss, place }) => {
                 bar.abandon();
-                return Err(diverged(step, loss, saved));
+                return Err(diverged(state.step + 1, loss, &place, saved));
             }
             Err(e) => {
                 bar.abandon();
@@ -306,9 +357,17 @@ pub fn train<
                     .map(|k| batch_for_step(domain, &state.settings, Split::Test, k))
                     .collect::<Vec<_>>()
             });
+            // Ranks share the batches and add their losses in batch order.
+            let shard = ranks.shard();
+            let mut mine = Vec::new();
+            for (k, batch) in heldout.iter().enumerate() {
+                if shard.mine(k) {
+                    mine.push(f64::from(ranks.or_abort(batch_loss(&state.model, batch))?));
+                }
+            }
             let mut total = 0.0;
-            for batch in heldout.iter() {
-                total += batch_loss(&state.model, batch)?;
+            for loss in shard.collect(heldout.len(), 1, mine) {
+                total += loss as f32;
             }
             Some(total / heldout.len() as f32)
         } else {
@@ -320,40 +379,33 @@ pub fn train<
             heldout_loss,
             elapsed_s: start.elapsed().as_secs_f64(),
         };
-        // Flushed every step, so `tail -f train.jsonl` follows a run live
-        // (one small write per step is nothing next to a training step).
-        writeln!(
-            log,
-            "{}",
-            serde_json::to_string(&line).expect("log line serialises")
-        )
-        .and_then(|()| log.flush())
-        .map_err(|e| Error::io(&log_path, e))?;
+        if let Some(log) = &mut log {
+            // Flushed every step, so `tail -f train.jsonl` follows a run live
+            // (one small write per step is nothing next to a training step).
+            let written = writeln!(
+                log,
+                "{}",
+                serde_json::to_string(&line).expect("log line serialises")
+            )
+            .and_then(|()| log.flush())
+            .map_err(|e| Error::io(&log_path, e));
+            ranks.or_abort(written)?;
+        }
         lines.push(line);
         smoothed = Some(smoothed.map_or(value, |s| 0.95 * s + 0.05 * value));
         bar.set_message(format!("loss {:.3}", smoothed.unwrap_or(value)));
         bar.inc(1);
 
-        let stop = super::interrupt::requested();
+        let stop = stop || (ranks.size() == 1 && super::interrupt::requested());
         if stop || state.step % options.checkpoint_every.max(1) == 0 || state.step == options.steps
         {
-            checkpoint::save(
-                &options.out_dir,
-                &state.model,
-                Some(&state.optimizer),
-                crate::domain::config_to_json::<P, V, Dm>(&domain.config())?,
-                &state.settings,
-                state.step,
+            distributed::check_identical(
+                ranks,
+                &format!("weights at step {}", state.step),
+                || state_checksum(state),
             )?;
-            if options.keep_snapshots {
-                checkpoint::save(
-                    &snapshot_dir(&options.out_dir, state.step),
-                    &state.model,
-                    None,
-                    crate::domain::config_to_json::<P, V, Dm>(&domain.config())?,
-                    &state.settings,
-                    state.step,
-                )?;
+            if writes {
+                ranks.or_abort(save_checkpoints(domain, state, options, layout))?;
             }
             saved = Some(state.step);
         }
@@ -366,9 +418,179 @@ pub fn train<
             });
         }
     }
-    log.flush().map_err(|e| Error::io(&log_path, e))?;
+    if let Some(log) = &mut log {
+        log.flush().map_err(|e| Error::io(&log_path, e))?;
+    }
     bar.finish();
     Ok(lines)
+}
+
+/// The checkpoint of `state`, and its weights-only snapshot when asked for.
+fn save_checkpoints<
+    const P: usize,
+    const V: usize,
+    Dm: Domain<P, V>,
+    D: Backend,
+    O: OutputDistribution<V>,
+>(
+    domain: &Dm,
+    state: &TrainState<P, V, D, O>,
+    options: &TrainOptions,
+    layout: checkpoint::Layout,
+) -> Result<()> {
+    let config = crate::domain::config_to_json::<P, V, Dm>(&domain.config())?;
+    checkpoint::save_with_layout(
+        &options.out_dir,
+        &state.model,
+        Some(&state.optimizer),
+        config.clone(),
+        &state.settings,
+        state.step,
+        layout,
+    )?;
+    if options.keep_snapshots {
+        checkpoint::save_with_layout(
+            &snapshot_dir(&options.out_dir, state.step),
+            &state.model,
+            None,
+            config,
+            &state.settings,
+            state.step,
+            layout,
+        )?;
+    }
+    Ok(())
+}
+
+/// A checksum of the weights and Adam's moments, to compare across ranks.
+fn state_checksum<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
+    state: &TrainState<P, V, D, O>,
+) -> u64 {
+    let tensors = state
+        .model
+        .params()
+        .iter()
+        .chain(&state.optimizer.m)
+        .chain(&state.optimizer.v)
+        .map(|t| t.as_vec())
+        .collect::<Vec<_>>();
+    distributed::checksum(tensors.iter().map(Vec::as_slice))
+}
+
+/// How a shared step ended.
+enum Step {
+    /// Every rank took the Adam step; `loss` is the batch's (the mean over
+    /// micro-batches) and `stop` whether any rank was asked to stop.
+    Done { loss: f32, stop: bool },
+    /// A loss was not finite (on the rank `place` names, when there are
+    /// several); no rank changed its model.
+    Diverged { loss: f32, place: String },
+}
+
+/// One step of a batch shared by `options.ranks`, each rank's share in
+/// `options.accumulate` micro-batches: forward and backward passes, the
+/// exchange of losses (so every rank knows whether to go on), the gradient
+/// reduction and the Adam step. One process with one micro-batch takes
+/// exactly [`train_step`]'s path.
+fn shared_step<const P: usize, const V: usize, D: Backend, O: OutputDistribution<V>>(
+    state: &mut TrainState<P, V, D, O>,
+    batch: &[Example<P, V>],
+    dropout: Option<Dropout>,
+    options: &TrainOptions,
+    inject_nan: bool,
+) -> Result<Step> {
+    let ranks = &options.ranks;
+    let (n, k) = (ranks.size(), options.accumulate);
+    let share = batch.len() / n;
+    let mine = &batch[ranks.rank() * share..][..share];
+    let model = &mut state.model;
+    // Gradients stay where they are (as tensors) for one process with one
+    // micro-batch, and on GPUs that average them there; otherwise they are
+    // summed on the host, in order, where every path adds them alike.
+    let on_device = n > 1 && !options.deterministic && distributed::averages_on_device::<D>(ranks);
+    let as_tensors = (n == 1 && k == 1) || on_device;
+    let mut summed: Option<Vec<crate::backend::Param<D>>> = None;
+    let mut flat = FlatGradients::default();
+    let mut losses = Vec::with_capacity(k);
+    let mut failure = None;
+    for (i, piece) in mine.chunks(share / k).enumerate() {
+        let (inputs, targets) = inputs(piece);
+        let dropout = distributed::micro_dropout(dropout, ranks.rank() * k + i);
+        let loss = match model
+            .forward_with_dropout(&inputs, OwnedTape::default(), dropout)
+            .and_then(|head| model.distribution().loss(head, &targets))
+        {
+            Ok(loss) => loss,
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        };
+        let value = if inject_nan {
+            f32::NAN
+        } else {
+            loss.as_vec()[0]
+        };
+        losses.push(value);
+        if !value.is_finite() {
+            // The step will not be taken: no gradients needed.
+            break;
+        }
+        let grads = loss.backward();
+        let grads: Vec<_> = model.params().iter().map(|p| grads.get(p)).collect();
+        if as_tensors {
+            summed = Some(match summed.take() {
+                None => grads,
+                Some(sum) => sum.into_iter().zip(grads).map(|(a, b)| a + b).collect(),
+            });
+        } else {
+            flat.add(&grads);
+        }
+    }
+    losses.resize(k, f32::NAN);
+    let agreed = distributed::agree(
+        ranks,
+        &losses,
+        super::interrupt::requested(),
+        failure.is_some(),
+    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if !agreed.failed.is_empty() {
+        return Err(Error::Ranks(format!(
+            "rank {} of {n} failed at step {} (its error is above); every rank stops",
+            agreed.failed[0],
+            state.step + 1
+        )));
+    }
+    if let Some(&(rank, loss)) = agreed.non_finite(k).first() {
+        let place = if n > 1 {
+            format!("it was rank {rank}'s (of {n}), and every rank stopped; ")
+        } else {
+            String::new()
+        };
+        return Ok(Step::Diverged { loss, place });
+    }
+    let grads = match summed {
+        Some(mut grads) if on_device => {
+            if k > 1 {
+                grads = grads.into_iter().map(|g| g / k as f32).collect();
+            }
+            ranks.or_abort(distributed::device_average(ranks, &mut grads))?;
+            grads
+        }
+        Some(grads) => grads,
+        None => {
+            distributed::reduce_gradients(ranks, &mut flat, options.deterministic, n * k);
+            flat.to_params(model.params())
+        }
+    };
+    state.optimizer.step_with(model.params_mut(), grads);
+    Ok(Step::Done {
+        loss: agreed.loss(),
+        stop: agreed.stop,
+    })
 }
 
 /// Where [`TrainOptions::keep_snapshots`] keeps the weights of `step`:

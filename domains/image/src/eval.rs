@@ -30,6 +30,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use pixel_transformer::infer::shard::Shard;
 use pixel_transformer::plot::{plot_lines, LineChart, Series};
 use pixel_transformer::Backend;
 use pixel_transformer::{
@@ -72,6 +73,10 @@ pub struct EvalOptions {
     pub observed: Vec<usize>,
     /// Training of the classifier (when none is cached).
     pub classifier: ClassifierOptions,
+    /// The ranks sharing the model's passes (whole sampling groups each,
+    /// so every rank gets one process's numbers); rank 0 writes the files.
+    #[serde(skip)]
+    pub shard: Shard,
 }
 
 impl Default for EvalOptions {
@@ -82,6 +87,7 @@ impl Default for EvalOptions {
             autoregressive: 16,
             observed: Vec::new(),
             classifier: ClassifierOptions::default(),
+            shard: Shard::default(),
         }
     }
 }
@@ -95,6 +101,7 @@ impl EvalOptions {
             images: options.eval_count.unwrap_or(d.images),
             samples: options.eval_samples.unwrap_or(d.samples),
             autoregressive: options.eval_autoregressive.unwrap_or(d.autoregressive),
+            shard: options.shard.clone(),
             ..d
         }
     }
@@ -237,7 +244,13 @@ pub fn evaluate_with<const V: usize, D: Backend, O: OutputDistribution<V>>(
             o
         })
         .collect();
-    let classifier = classifier(domain, out_dir, &options.classifier)?;
+    let shard = &options.shard;
+    // Only the rank that writes reports accuracies (the classifier is trained once, there).
+    let classifier = if shard.writes() {
+        classifier(domain, out_dir, &options.classifier)?
+    } else {
+        None
+    };
     let labels: Option<Vec<u8>> = domain
         .labels(Split::Test)
         .map(|l| indices.iter().map(|&i| l[i]).collect());
@@ -259,40 +272,75 @@ pub fn evaluate_with<const V: usize, D: Backend, O: OutputDistribution<V>>(
         let (mut mean, mut sample, mut nearest) = (Vec::new(), Vec::new(), Vec::new());
         let mut sums = [[0.0f64; 2]; 3]; // [mean, sample, nearest] × [psnr, ssim]
         let (mut bits, mut bit_count) = (0.0f64, 0usize);
-        let mut sets = Vec::with_capacity(truths.len());
-        for (truth, order) in truths.iter().zip(&orders) {
-            let s = observe(truth, order, n);
-            let m = model.marginals(&s, &positions)?;
-            for &i in &order[n..] {
-                bits += bits_per_dim(m.log_prob(i, &truth.pixels()[i]) as f64, V);
+        let sets: Vec<_> = truths
+            .iter()
+            .zip(&orders)
+            .map(|(truth, order)| observe(truth, order, n))
+            .collect();
+        // Several images share each sampling pass (one seed per image); a
+        // rank takes whole groups.
+        let requests: Vec<SampleRequest<2, V>> = sets
+            .iter()
+            .enumerate()
+            .map(|(k, s)| SampleRequest {
+                observed: s,
+                positions: &positions,
+                options: SampleOptions {
+                    samples: options.samples,
+                    autoregressive: Some(options.autoregressive),
+                    temperature: TEMPERATURE,
+                    seed: seed ^ ((n as u64) << 32 | k as u64),
+                    ..SampleOptions::default()
+                },
+            })
+            .collect();
+        // Per image: the bits of its unobserved pixels, its mean image and
+        // its samples, for this rank's groups, then for all.
+        let pixels = grid.len();
+        let width = (pixels - n) + pixels * V * (1 + options.samples);
+        let mut mine = Vec::new();
+        for (g, group) in requests.chunks(SAMPLE_GROUP).enumerate() {
+            if !shard.mine(g) {
+                continue;
+            }
+            let mut samples = if options.samples > 0 {
+                model.sample_many(group)?
+            } else {
+                vec![Vec::new(); group.len()]
+            };
+            for (k, request) in group.iter().enumerate() {
+                let j = g * SAMPLE_GROUP + k;
+                let m = model.marginals(request.observed, &positions)?;
+                for &i in &orders[j][n..] {
+                    mine.push(bits_per_dim(
+                        m.log_prob(i, &truths[j].pixels()[i]) as f64,
+                        V,
+                    ));
+                }
+                let images = std::iter::once(m.means()).chain(std::mem::take(&mut samples[k]));
+                mine.extend(images.flatten().flatten().map(f64::from));
+            }
+        }
+        let all = shard.collect_chunks(truths.len(), SAMPLE_GROUP, width, mine);
+        let image = |numbers: &[f64]| -> Result<Image<V>> {
+            let values = numbers
+                .chunks(V)
+                .map(|p| std::array::from_fn(|c| p[c] as f32))
+                .collect();
+            Image::new(size, size, values)
+        };
+        for (numbers, s) in all.chunks(width).zip(&sets) {
+            let (image_bits, images) = numbers.split_at(pixels - n);
+            for b in image_bits {
+                bits += b;
                 bit_count += 1;
             }
-            mean.push(Image::new(size, size, m.means())?);
-            nearest.push(nearest_fill(&s, size, size)?);
-            sets.push(s);
-        }
-        if options.samples > 0 {
-            // Several images share each sampling pass (one seed per image).
-            let requests: Vec<SampleRequest<2, V>> = sets
-                .iter()
-                .enumerate()
-                .map(|(k, s)| SampleRequest {
-                    observed: s,
-                    positions: &positions,
-                    options: SampleOptions {
-                        samples: options.samples,
-                        autoregressive: Some(options.autoregressive),
-                        temperature: TEMPERATURE,
-                        seed: seed ^ ((n as u64) << 32 | k as u64),
-                        ..SampleOptions::default()
-                    },
-                })
-                .collect();
-            for group in requests.chunks(SAMPLE_GROUP) {
-                for values in model.sample_many(group)?.into_iter().flatten() {
-                    sample.push(Image::new(size, size, values)?);
-                }
+            let mut images = images.chunks(pixels * V);
+            mean.push(image(images.next().unwrap_or_default())?);
+            for values in images {
+                sample.push(image(values)?);
             }
+            nearest.push(nearest_fill(s, size, size)?);
         }
         for (kind, images) in [&mean, &sample, &nearest].into_iter().enumerate() {
             let per_truth = images.len() / truths.len().max(1);
@@ -329,7 +377,9 @@ pub fn evaluate_with<const V: usize, D: Backend, O: OutputDistribution<V>>(
         truth_accuracy: accuracy(&truths, 1)?,
         seconds: start.elapsed().as_secs_f64(),
     };
-    write_outputs(&report, classifier.as_ref(), out_dir)?;
+    if shard.writes() {
+        write_outputs(&report, classifier.as_ref(), out_dir)?;
+    }
     Ok(report)
 }
 

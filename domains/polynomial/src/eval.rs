@@ -6,8 +6,8 @@ use std::path::Path;
 
 use pixel_transformer::Backend;
 use pixel_transformer::{
-    io::write_atomic, train::data::draw_example_with, Model, ModelInput, OutputDistribution,
-    Result, Split,
+    infer::shard::Shard, io::write_atomic, train::data::draw_example_with, Model, ModelInput,
+    OutputDistribution, Result, Split,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -87,6 +87,21 @@ pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
     signals: usize,
     seed: u64,
 ) -> Result<Vec<EvalRow>> {
+    evaluate_shared(domain, model, signals, seed, &Shard::default())
+}
+
+/// Polynomials the model predicts in one batch.
+const CHUNK: usize = 64;
+
+/// [`evaluate`], with the model's predictions shared by the ranks of
+/// `shard` (whole batches each, so every rank gets one process's numbers).
+pub fn evaluate_shared<D: Backend, O: OutputDistribution<1>>(
+    domain: &PolynomialDomain,
+    model: &Model<1, 1, D, O>,
+    signals: usize,
+    seed: u64,
+    shard: &Shard,
+) -> Result<Vec<EvalRow>> {
     let noise = domain.config.noise_std as f64;
     let prior =
         BayesPosterior::fit(&[], &[], noise, JITTER).map_err(pixel_transformer::Error::invalid)?;
@@ -97,8 +112,13 @@ pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
         let examples: Vec<_> = (0..signals)
             .map(|_| draw_example_with(domain, Split::Test, n, QUERIES, &mut rng))
             .collect();
-        let (mut m, mut b, mut p) = (Acc::default(), Acc::default(), Acc::default());
-        for chunk in examples.chunks(64) {
+        // The model's mean, standard deviation and NLL at every query of
+        // this rank's batches, then of all.
+        let mut mine = Vec::new();
+        for (c, chunk) in examples.chunks(CHUNK).enumerate() {
+            if !shard.mine(c) {
+                continue;
+            }
             let inputs: Vec<_> = chunk
                 .iter()
                 .map(|e| ModelInput {
@@ -108,25 +128,31 @@ pub fn evaluate<D: Backend, O: OutputDistribution<1>>(
                 .collect();
             let params = model.predict(&inputs)?;
             for (e, params) in chunk.iter().zip(&params) {
-                let xs: Vec<f64> = e.observed.positions.iter().map(|x| x[0] as f64).collect();
-                let ys: Vec<f64> = e.observed.values.iter().map(|v| v[0] as f64).collect();
-                let posterior = BayesPosterior::fit(&xs, &ys, noise, JITTER)
-                    .map_err(pixel_transformer::Error::invalid)?;
                 let width = params.len() / e.queries.len();
-                for (i, (q, t)) in e.queries.iter().zip(&e.targets).enumerate() {
-                    let t = t[0] as f64;
+                for (i, t) in e.targets.iter().enumerate() {
                     let row = &params[i * width..(i + 1) * width];
-                    let mean = model.distribution().mean(row)[0] as f64;
+                    mine.push(model.distribution().mean(row)[0] as f64);
+                    mine.push(model.distribution().std(row)[0] as f64);
                     // The proper NLL of the model's own distribution (a Gaussian
                     // here, a mixture in general), not the training loss.
-                    let nll = -model.distribution().log_prob(row, &[t as f32]) as f64;
-                    let std = model.distribution().std(row)[0] as f64;
-                    m.add(t, mean, std, nll);
-                    let (bm, bv) = posterior.predict(q[0] as f64);
-                    b.add_gaussian(t, bm, bv);
-                    let (pm, pv) = prior.predict(q[0] as f64);
-                    p.add_gaussian(t, pm, pv);
+                    mine.push(-model.distribution().log_prob(row, t) as f64);
                 }
+            }
+        }
+        let predicted = shard.collect_chunks(signals, CHUNK, 3 * QUERIES, mine);
+        let (mut m, mut b, mut p) = (Acc::default(), Acc::default(), Acc::default());
+        for (e, predicted) in examples.iter().zip(predicted.chunks(3 * QUERIES)) {
+            let xs: Vec<f64> = e.observed.positions.iter().map(|x| x[0] as f64).collect();
+            let ys: Vec<f64> = e.observed.values.iter().map(|v| v[0] as f64).collect();
+            let posterior = BayesPosterior::fit(&xs, &ys, noise, JITTER)
+                .map_err(pixel_transformer::Error::invalid)?;
+            for ((q, t), model) in e.queries.iter().zip(&e.targets).zip(predicted.chunks(3)) {
+                let t = t[0] as f64;
+                m.add(t, model[0], model[1], model[2]);
+                let (bm, bv) = posterior.predict(q[0] as f64);
+                b.add_gaussian(t, bm, bv);
+                let (pm, pv) = prior.predict(q[0] as f64);
+                p.add_gaussian(t, pm, pv);
             }
         }
         rows.push(EvalRow {

@@ -176,8 +176,10 @@ impl Domain<1, 1> for PolynomialDomain {
         options: &RunOptions,
     ) -> Result<Option<String>> {
         let signals = options.eval_count.unwrap_or(eval::EVAL_SIGNALS);
-        let rows = eval::evaluate(self, model, signals, options.seed)?;
-        eval::write_csv(&rows, &out_dir.join("eval.csv"))?;
+        let rows = eval::evaluate_shared(self, model, signals, options.seed, &options.shard)?;
+        if options.shard.writes() {
+            eval::write_csv(&rows, &out_dir.join("eval.csv"))?;
+        }
         Ok(Some(eval::table(&rows)))
     }
 }

@@ -4,9 +4,12 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
+use pixel_transformer::infer::shard::Shard;
 use pixel_transformer::signal::random_position;
 use pixel_transformer::Backend;
-use pixel_transformer::{io::write_atomic, Error, Model, Observations, OutputDistribution, Result};
+use pixel_transformer::{
+    io::write_atomic, Error, Model, Observations, OutputDistribution, Result, RunOptions,
+};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -102,24 +105,47 @@ pub fn benchmark<D: Backend, O: OutputDistribution<1>>(
     resolution: usize,
     seed: u64,
 ) -> Result<Vec<BenchRow>> {
+    benchmark_shared(
+        domain,
+        model,
+        sizes,
+        shapes,
+        resolution,
+        seed,
+        &Shard::default(),
+    )
+}
+
+/// [`benchmark`], the shapes shared by the ranks of `shard`; every rank
+/// adds all shapes' scores in shape order, as one process does.
+pub fn benchmark_shared<D: Backend, O: OutputDistribution<1>>(
+    domain: &SdfDomain,
+    model: &Model<3, 1, D, O>,
+    sizes: &[usize],
+    shapes: usize,
+    resolution: usize,
+    seed: u64,
+    shard: &Shard,
+) -> Result<Vec<BenchRow>> {
     let shape = [resolution; 3];
     let positions = pixel_transformer::Grid::new(shape).positions();
-    // Ground truth once per shape: occupancy grid and surface points.
+    // Ground truth once per shape of this rank: occupancy grid and surface points.
     let mut truths = Vec::with_capacity(shapes);
-    for i in 0..shapes {
+    for i in (0..shapes).filter(|&i| shard.mine(i)) {
         let signal = domain.test_signal(i);
         let grid = domain.truth_grid(&signal, resolution)?;
         let fine = domain.truth_grid(&signal, TRUTH_RESOLUTION)?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xc4a3 ^ i as u64);
         let points = marching_cubes(&fine, 0.0).sample_surface(CHAMFER_POINTS, &mut rng);
-        truths.push((signal, grid, points));
+        truths.push((i, signal, grid, points));
     }
     let mut rows = Vec::new();
     for &n in sizes {
-        let mut sums = [(0.0f64, 0.0f64, 0usize); 2];
-        for (i, (signal, truth, truth_points)) in truths.iter().enumerate() {
+        // Per shape: IoU, Chamfer distance and emptiness of each method.
+        let mut mine = Vec::new();
+        for (i, signal, truth, truth_points) in &truths {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(((n as u64) << 32) | i as u64);
+            rng.set_stream(((n as u64) << 32) | *i as u64);
             let observed = observe(signal, n, &mut rng);
             let mean: Vec<f32> = model
                 .mean_field(&observed, &positions)?
@@ -127,11 +153,17 @@ pub fn benchmark<D: Backend, O: OutputDistribution<1>>(
                 .map(|[v]| v)
                 .collect();
             let predictions = [SdfGrid::new(shape, mean)?, nearest_fill(&observed, shape)?];
-            for (sum, grid) in sums.iter_mut().zip(&predictions) {
+            for grid in &predictions {
                 let (c, empty) = mesh_chamfer(&marching_cubes(grid, 0.0), truth_points, &mut rng);
-                sum.0 += iou(grid, truth);
-                sum.1 += c;
-                sum.2 += usize::from(empty);
+                mine.extend([iou(grid, truth), c, f64::from(u8::from(empty))]);
+            }
+        }
+        let mut sums = [(0.0f64, 0.0f64, 0usize); 2];
+        for scores in shard.collect(shapes, 6, mine).chunks(6) {
+            for (sum, s) in sums.iter_mut().zip(scores.chunks(3)) {
+                sum.0 += s[0];
+                sum.1 += s[1];
+                sum.2 += s[2] as usize;
             }
         }
         for (method, (iou, cd, empty)) in ["model", "nearest"].into_iter().zip(sums) {
@@ -154,11 +186,19 @@ pub(crate) fn evaluate<D: Backend, O: OutputDistribution<1>>(
     model: &Model<3, 1, D, O>,
     out_dir: &Path,
     shapes: usize,
-    seed: u64,
+    options: &RunOptions,
 ) -> Result<String> {
     let shapes = shapes.clamp(1, domain.test_len());
     let resolution = domain.settings().resolution;
-    let rows = benchmark(domain, model, &EVAL_SIZES, shapes, resolution, seed)?;
+    let rows = benchmark_shared(
+        domain,
+        model,
+        &EVAL_SIZES,
+        shapes,
+        resolution,
+        options.seed,
+        &options.shard,
+    )?;
     let mut csv = String::from("observed,method,iou,chamfer,empty_meshes\n");
     let mut table = format!(
         "{shapes} held-out shapes, occupancy and meshes on a {resolution}³ grid \
@@ -178,6 +218,8 @@ pub(crate) fn evaluate<D: Backend, O: OutputDistribution<1>>(
             r.observed, r.method, r.iou, r.chamfer, r.empty
         );
     }
-    write_atomic(&out_dir.join("eval.csv"), csv.as_bytes())?;
+    if options.shard.writes() {
+        write_atomic(&out_dir.join("eval.csv"), csv.as_bytes())?;
+    }
     Ok(table)
 }

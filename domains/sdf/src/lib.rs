@@ -375,7 +375,7 @@ impl Domain<3, 1> for SdfDomain {
         options: &RunOptions,
     ) -> Result<Option<String>> {
         let shapes = options.eval_count.unwrap_or(EVAL_SHAPES);
-        eval::evaluate(self, model, out_dir, shapes, options.seed).map(Some)
+        eval::evaluate(self, model, out_dir, shapes, options).map(Some)
     }
 }
 

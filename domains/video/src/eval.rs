@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Instant;
 
+use pixel_transformer::infer::shard::Shard;
 use pixel_transformer::Backend;
 use pixel_transformer::{io::write_atomic, Model, OutputDistribution, Result, RunOptions};
 use rand::SeedableRng;
@@ -69,6 +70,19 @@ pub fn benchmark<const V: usize, D: Backend, O: OutputDistribution<V>>(
     clips: usize,
     seed: u64,
 ) -> Result<Vec<BenchmarkRow>> {
+    benchmark_shared(domain, model, observed, clips, seed, &Shard::default())
+}
+
+/// [`benchmark`], the clips shared by the ranks of `shard`; every rank adds
+/// all clips' scores in clip order, as one process does.
+pub fn benchmark_shared<const V: usize, D: Backend, O: OutputDistribution<V>>(
+    domain: &VideoDomain<V>,
+    model: &Model<3, V, D, O>,
+    observed: &[usize],
+    clips: usize,
+    seed: u64,
+    shard: &Shard,
+) -> Result<Vec<BenchmarkRow>> {
     let [w, h, t] = domain.shape();
     let positions = pixel_transformer::Grid::new([w, h, t]).positions();
     let clips: Vec<_> = (0..clips.min(domain.test_len()))
@@ -80,13 +94,22 @@ pub fn benchmark<const V: usize, D: Backend, O: OutputDistribution<V>>(
         let start = Instant::now();
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xe7a1_c11b);
         rng.set_stream(n as u64);
-        let (mut model_sum, mut nearest_sum, mut wins) = (0.0, 0.0, 0);
-        for clip in &clips {
-            let truth = clip.voxels();
+        // Per clip of this rank: the mean video's PSNR and the fill's (every
+        // rank draws every clip's voxels, so the random stream stays the same).
+        let mut mine = Vec::new();
+        for (i, clip) in clips.iter().enumerate() {
             let s = observe_voxels(clip, n, &mut rng);
+            if !shard.mine(i) {
+                continue;
+            }
+            let truth = clip.voxels();
             let mean = model.mean_field(&s, &positions)?;
             let fill = nearest_fill(&s, w, h, t)?.voxels();
-            let (m, f) = (psnr(&mean, &truth), psnr(&fill, &truth));
+            mine.extend([psnr(&mean, &truth), psnr(&fill, &truth)]);
+        }
+        let (mut model_sum, mut nearest_sum, mut wins) = (0.0, 0.0, 0);
+        for scores in shard.collect(clips.len(), 2, mine).chunks(2) {
+            let (m, f) = (scores[0], scores[1]);
             model_sum += m;
             nearest_sum += f;
             wins += usize::from(m > f);
@@ -112,7 +135,14 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
 ) -> Result<String> {
     let [w, h, t] = domain.shape();
     let clips = options.eval_count.unwrap_or(EVAL_CLIPS);
-    let rows = benchmark(domain, model, &EVAL_OBSERVED, clips, options.seed)?;
+    let rows = benchmark_shared(
+        domain,
+        model,
+        &EVAL_OBSERVED,
+        clips,
+        options.seed,
+        &options.shard,
+    )?;
     let clips = rows.first().map_or(0, |r| r.clips);
     let mut table = format!(
         "mean video vs nearest-neighbour fill on {} held-out {w}×{h}×{t} clips (PSNR in dB, mean over clips)\n{:>6}  {:>10}  {:>10}  {:>10}\n",
@@ -135,10 +165,13 @@ pub(crate) fn evaluate<const V: usize, D: Backend, O: OutputDistribution<V>>(
             r.observed, r.clips, r.model_psnr, r.nearest_psnr, r.model_wins
         );
     }
-    write_atomic(&out_dir.join("eval.csv"), csv.as_bytes())?;
-    let json = serde_json::json!({ "shape_w_h_t": [w, h, t], "seed": options.seed, "rows": rows });
-    let text = serde_json::to_string_pretty(&json).expect("plain JSON serialises");
-    write_atomic(&out_dir.join("eval.json"), text.as_bytes())?;
+    if options.shard.writes() {
+        write_atomic(&out_dir.join("eval.csv"), csv.as_bytes())?;
+        let json =
+            serde_json::json!({ "shape_w_h_t": [w, h, t], "seed": options.seed, "rows": rows });
+        let text = serde_json::to_string_pretty(&json).expect("plain JSON serialises");
+        write_atomic(&out_dir.join("eval.json"), text.as_bytes())?;
+    }
     Ok(table)
 }
 

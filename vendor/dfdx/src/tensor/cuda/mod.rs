@@ -1,5 +1,6 @@
 mod allocate;
 mod device;
+mod device_slice;
 
 pub use device::{Cuda, CudaError};
 
