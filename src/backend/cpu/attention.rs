@@ -77,40 +77,29 @@ pub(super) fn cpu_attention<T: Tape<f32, Cpu>>(
     // Each task zeroes and fills its own block.
     let kept = par_build(b * h * block, block, |at, p| forward(at / block.max(1), p));
     let out = q.device().tensor_from_vec(out, (b * sq, h * dv));
-    let (q_id, k_id, v_id, out_id) = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
-    tape.add_backward_op(move |grads| {
-        with_output_gradient(
-            grads,
-            |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
-            out_id.shape().num_elements(),
-            |grads, dout| {
-                let (mut dq, mut dkk, mut dvv) = (
-                    par_zeros(qh.len()),
-                    par_zeros(kh.len()),
-                    par_zeros(vh.len()),
-                );
-                let ptrs = (
-                    SharedMut(dq.as_mut_ptr()),
-                    SharedMut(dkk.as_mut_ptr()),
-                    SharedMut(dvv.as_mut_ptr()),
-                );
-                let chunk = dims.chunk_rows() * sk;
-                (0..b * h).into_par_iter().for_each_init(
-                    || vec![0.0f32; chunk],
-                    |ds, task| {
-                        let kept = &kept[task * block..(task + 1) * block];
-                        let inputs = (&qh[..], &kh[..], &vh[..], dout);
-                        // SAFETY: task (i, j) writes only its own item's rows and
-                        // head's columns of dq, dk and dv.
-                        unsafe { dims.backward(task, inputs, s.scale, kept, ds, ptrs) };
-                    },
-                );
-                accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
-                accumulate(grads.get_or_alloc_mut(&k_id)?, &dkk);
-                accumulate(grads.get_or_alloc_mut(&v_id)?, &dvv);
-                Ok(())
+    add_backward(&mut tape, [&q, &k, &v], &out, move |dout| {
+        let (mut dq, mut dkk, mut dvv) = (
+            par_zeros(qh.len()),
+            par_zeros(kh.len()),
+            par_zeros(vh.len()),
+        );
+        let ptrs = (
+            SharedMut(dq.as_mut_ptr()),
+            SharedMut(dkk.as_mut_ptr()),
+            SharedMut(dvv.as_mut_ptr()),
+        );
+        let chunk = dims.chunk_rows() * sk;
+        (0..b * h).into_par_iter().for_each_init(
+            || vec![0.0f32; chunk],
+            |ds, task| {
+                let kept = &kept[task * block..(task + 1) * block];
+                let inputs = (&qh[..], &kh[..], &vh[..], dout);
+                // SAFETY: task (i, j) writes only its own item's rows and
+                // head's columns of dq, dk and dv.
+                unsafe { dims.backward(task, inputs, s.scale, kept, ds, ptrs) };
             },
-        )
+        );
+        [dq, dkk, dvv]
     });
     out.put_tape(tape)
 }
@@ -145,21 +134,9 @@ fn tiled_attention<T: Tape<f32, Cpu>>(
     if !T::OWNS_TAPE {
         return out.put_tape(tape);
     }
-    let (q_id, k_id, v_id, out_id) = (q.ghost(), k.ghost(), v.ghost(), out.ghost());
     let out_h = host(&out);
-    tape.add_backward_op(move |grads| {
-        with_output_gradient(
-            grads,
-            |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
-            out_id.shape().num_elements(),
-            |grads, dout| {
-                let (dq, dk, dv) = tiled::backward(held.inputs(), &out_h, &lse, dout);
-                accumulate(grads.get_or_alloc_mut(&q_id)?, &dq);
-                accumulate(grads.get_or_alloc_mut(&k_id)?, &dk);
-                accumulate(grads.get_or_alloc_mut(&v_id)?, &dv);
-                Ok(())
-            },
-        )
+    add_backward(&mut tape, [&q, &k, &v], &out, move |dout| {
+        tiled::backward(held.inputs(), &out_h, &lse, dout)
     });
     out.put_tape(tape)
 }
@@ -312,6 +289,31 @@ impl HeadDims {
             product((sk, dv, n), (grads.2.at(ov), vw, 1), !first, p_t, dout, 1.0);
         }
     }
+}
+
+/// Registers an attention call's backward pass: `gradients(dout)` gives
+/// the gradients of `inputs` (q, k, v) from the gradient of `out`.
+fn add_backward<T: Tape<f32, Cpu>>(
+    tape: &mut T,
+    inputs: [&Tensor<(usize, usize), f32, Cpu>; 3],
+    out: &Tensor<(usize, usize), f32, Cpu>,
+    gradients: impl FnOnce(&[f32]) -> [Vec<f32>; 3] + 'static,
+) {
+    let ids = inputs.map(|t| t.ghost());
+    let out_id = out.ghost();
+    tape.add_backward_op(move |grads| {
+        with_output_gradient(
+            grads,
+            |g| g.get_or_alloc_mut(&out_id).map(|v| &mut **v),
+            out_id.shape().num_elements(),
+            |grads, dout| {
+                for (id, g) in ids.iter().zip(gradients(dout)) {
+                    accumulate(grads.get_or_alloc_mut(id)?, &g);
+                }
+                Ok(())
+            },
+        )
+    });
 }
 
 /// What the tiled kernel reads, held by its backward pass.

@@ -140,12 +140,7 @@ pub(super) fn forward(x: Inputs<'_>, out: &mut [f32], lse: Option<&mut [f32]>) {
 
 /// Gradients of the inputs `(dq, dk, dv)` from the output gradient `dout`,
 /// the forward pass's output `out` and log-sum-exps `lse`.
-pub(super) fn backward(
-    x: Inputs<'_>,
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub(super) fn backward(x: Inputs<'_>, out: &[f32], lse: &[f32], dout: &[f32]) -> [Vec<f32>; 3] {
     let HeadDims { h, sq, sk, dk, dv } = x.dims;
     let (qw, vw) = (h * dk, h * dv);
     let (mut dq, mut dkk, mut dvv) = (
@@ -212,5 +207,5 @@ pub(super) fn backward(
     (0..x.batch * h)
         .into_par_iter()
         .for_each_init(scratch, body);
-    (dq, dkk, dvv)
+    [dq, dkk, dvv]
 }
