@@ -83,6 +83,10 @@ pub(super) fn dropout_chunk(
     }
 }
 
+/// Weights below `e^−40` of the row's largest are set to 0 (see
+/// [`softmax_rows_inline`]).
+const NEGLIGIBLE: f32 = -40.0;
+
 /// Each `width`-sized row of `p` := `softmax(row + key_bias)`.
 pub(super) fn softmax_rows(p: &mut [f32], width: usize, key_bias: Option<&[f32]>) {
     with_wide_simd!(softmax_rows_inline(p, width, key_bias))
@@ -104,7 +108,7 @@ pub(super) fn softmax_rows_inline(p: &mut [f32], width: usize, key_bias: Option<
         let weight = |x: &mut f32| {
             let z = *x - max;
             let e = exp_nonpositive(z);
-            *x = if z < -40.0 { 0.0 } else { e };
+            *x = if z < NEGLIGIBLE { 0.0 } else { e };
             *x
         };
         // The sum is taken while exponentiating (one pass over the row
@@ -135,20 +139,7 @@ pub(super) fn softmax_backward_rows(ds: &mut [f32], p: &[f32], width: usize, sca
 pub(super) fn softmax_backward_rows_inline(ds: &mut [f32], p: &[f32], width: usize, scale: f32) {
     let w = width.max(1);
     for (r, pr) in ds.chunks_exact_mut(w).zip(p.chunks_exact(w)) {
-        let mut lanes = [0.0f32; LANES];
-        let chunks = r.chunks_exact(LANES).zip(pr.chunks_exact(LANES));
-        for (a, b) in chunks {
-            for l in 0..LANES {
-                lanes[l] += a[l] * b[l];
-            }
-        }
-        let tail = r.len() / LANES * LANES;
-        let dot = lanes.iter().sum::<f32>()
-            + r[tail..]
-                .iter()
-                .zip(&pr[tail..])
-                .map(|(d, x)| d * x)
-                .sum::<f32>();
+        let dot = dot_lanes(r, pr);
         for (d, x) in r.iter_mut().zip(pr) {
             *d = scale * x * (*d - dot);
         }
@@ -267,11 +258,6 @@ pub(super) fn scale_shift_row(r: &mut [f32], gain: &[f32], shift: &[f32]) {
     })
 }
 
-/// Weights below `e^−40` of the row's largest are set to 0 (see
-/// [`softmax_rows_inline`]: left in, they become subnormal numbers that x86
-/// CPUs multiply about a hundred times slower).
-const NEGLIGIBLE: f32 = -40.0;
-
 /// One key tile of the tiled attention's online softmax. `s` holds the
 /// tile's scaled scores, `rows × width`; `max`, `sum` and `acc` (`rows ×
 /// acc_width`, the weighted sum of values so far) carry each query row's
@@ -371,22 +357,21 @@ pub(super) fn softmax_backward_tile(
 /// `Σ a·b` over each of `rows` pairs of rows, read with `stride` between rows.
 pub(super) fn row_dots(a: &[f32], b: &[f32], rows: usize, width: usize, stride: usize) -> Vec<f32> {
     with_wide_simd!((0..rows)
-        .map(|r| {
-            let (a, b) = (&a[r * stride..][..width], &b[r * stride..][..width]);
-            let mut lanes = [0.0f32; LANES];
-            let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-            let tail: f32 = ca
-                .remainder()
-                .iter()
-                .zip(cb.remainder())
-                .map(|(x, y)| x * y)
-                .sum();
-            for (x, y) in ca.zip(cb) {
-                for l in 0..LANES {
-                    lanes[l] += x[l] * y[l];
-                }
-            }
-            lanes.iter().sum::<f32>() + tail
-        })
+        .map(|r| dot_lanes(&a[r * stride..][..width], &b[r * stride..][..width]))
         .collect())
+}
+
+/// `Σ a·b`, in lanes so that it vectorises.
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; LANES];
+    let chunks = a.chunks_exact(LANES).zip(b.chunks_exact(LANES));
+    for (x, y) in chunks {
+        for l in 0..LANES {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    let tail = a.len() / LANES * LANES;
+    let tail: f32 = a[tail..].iter().zip(&b[tail..]).map(|(x, y)| x * y).sum();
+    lanes.iter().sum::<f32>() + tail
 }
